@@ -1,0 +1,170 @@
+"""Safe model files and atomic writes.
+
+A numcnn model file (``.npz``, a zip that ``numpy.load`` reads with ``allow_pickle=False``) holds:
+
+* ``header``: UTF-8 JSON as a uint8 array: format name and version, the model config (architecture),
+  compile settings, the list of weight arrays, optional optimizer state, and a SHA-256 over every array;
+* ``weight_<i>``: the weights in ``get_weights()`` order; ``optimizer_<key>``: optimizer slots.
+
+Nothing in a file is ever executed: no pickle, no code, layer classes are looked up in a fixed table.
+Every write goes to a temporary file in the same directory, is fsync'ed, then renamed over the target:
+a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "numcnn-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, truncated, corrupted, of another version, or not a numcnn model."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes
+# ----------------------------------------------------------------------------------------------
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrays + JSON header in one file
+# ----------------------------------------------------------------------------------------------
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over each array's name, dtype, shape and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def write_arrays_file(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically write ``arrays`` and a JSON ``header`` (with format, version and checksum added)."""
+    header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **header, "sha256": arrays_digest(arrays)}
+    buffer = io.BytesIO()
+    header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    np.savez(buffer, header=header_bytes, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_arrays_file(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and check a file written by ``write_arrays_file``; any problem raises ``ModelFileError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            contents = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as error:
+        raise ModelFileError(f"{path}: not a readable numcnn model file ({type(error).__name__}: {error})") from None
+    header_bytes = contents.pop("header", None)
+    if header_bytes is None or header_bytes.dtype != np.uint8 or header_bytes.ndim != 1:
+        raise ModelFileError(f"{path}: no numcnn header (is this a numcnn model file?)")
+    try:
+        header = json.loads(header_bytes.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: header is not valid JSON ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path}: not a numcnn model file")
+    if header.get("version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format version {header.get('version')!r}; this numcnn reads version "
+                             f"{FORMAT_VERSION}")
+    if header.get("sha256") != arrays_digest(contents):
+        raise ModelFileError(f"{path}: checksum mismatch: the file is corrupted")
+    return header, contents
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+def save_model(model, path, include_optimizer: bool = True, extra: dict | None = None) -> None:
+    """Save ``model`` (architecture, weights, compile settings, optimizer state) to ``path``."""
+    arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
+    header = {"config": model.get_config(), "n_weights": len(arrays), "compile": None, "extra": extra or {}}
+    if model.loss is not None:
+        header["compile"] = {
+            "optimizer": {"name": model.optimizer.name, "config": model.optimizer.get_config()},
+            "loss": {"name": model.loss.name, "config": model.loss.get_config()},
+            "metrics": list(model.metrics),
+        }
+        if include_optimizer and model.optimizer.slots:
+            state = model.optimizer.get_state()
+            header["compile"]["iterations"] = state.pop("iterations")
+            arrays.update({f"optimizer/{key}": value for key, value in state.items()})
+        elif include_optimizer:
+            header["compile"]["iterations"] = model.optimizer.iterations
+    write_arrays_file(path, header, arrays)
+
+
+def load_model(path, compile: bool = True):
+    """Load a model saved by ``save_model``/``Sequential.save``; raises ``ModelFileError`` on a bad file."""
+    from . import losses, optimizers
+    from .model import Sequential
+
+    header, arrays = read_arrays_file(path)
+    try:
+        model = Sequential.from_config(header["config"])
+        n_weights = int(header["n_weights"])
+        model.set_weights([arrays[f"weight_{i}"] for i in range(n_weights)])
+        settings = header.get("compile")
+        if compile and settings:
+            optimizer = optimizers.from_config(settings["optimizer"]["name"], settings["optimizer"]["config"])
+            loss = losses.LOSSES[settings["loss"]["name"]](**settings["loss"]["config"])
+            model.compile(optimizer=optimizer, loss=loss, metrics=settings.get("metrics", []))
+            slots = {key[len("optimizer/"):]: value for key, value in arrays.items() if key.startswith("optimizer/")}
+            if slots:
+                optimizer.build(model.trainable_params())
+                optimizer.set_state({"iterations": settings.get("iterations", 0), **slots})
+            else:
+                optimizer.iterations = int(settings.get("iterations", 0))
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
+        raise ModelFileError(f"{path}: inconsistent model file ({type(error).__name__}: {error})") from None
+    return model

@@ -1,0 +1,147 @@
+"""The Layer contract every numcnn layer follows.
+
+A layer holds its parameters in ``params`` (a dict, Keras order: ``kernel`` then ``bias``), and after
+``backward`` the matching gradients in ``grads`` (same keys). ``forward`` keeps in ``self._cache`` what
+``backward`` needs, so one ``forward`` must precede each ``backward``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+
+def snake_case(name: str) -> str:
+    """``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d`` (Keras's automatic layer names)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", name).lower()
+
+
+class Layer:
+    """Base class: shapes exclude the batch axis, e.g. ``input_shape == (28, 28, 1)``."""
+
+    def __init__(self, name: str | None = None, input_shape=None):
+        self.name = name
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape is not None else None
+        self.output_shape: tuple[int, ...] | None = None
+        self.dtype = np.dtype(np.float32)
+        self._cache = None
+
+    # --- building ---------------------------------------------------------------------------
+    def build(self, input_shape, rng: np.random.Generator, dtype=np.float32) -> tuple[int, ...]:
+        """Create the parameters for ``input_shape`` (batch axis excluded); return the output shape."""
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.dtype = np.dtype(dtype)
+        self.create_params(rng)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        return self.output_shape
+
+    def create_params(self, rng: np.random.Generator) -> None:
+        """Layers with weights override this; weightless layers have nothing to create."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # --- the math -----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x, training: bool = False):
+        return self.forward(x, training=training)
+
+    # --- weights ------------------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        return [value.copy() for value in self.params.values()]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        if len(weights) != len(self.params):
+            raise ValueError(f"layer {self.name!r} expects {len(self.params)} weight arrays, got {len(weights)}")
+        for (key, current), new in zip(self.params.items(), weights):
+            new = np.asarray(new)
+            if new.shape != current.shape:
+                raise ValueError(
+                    f"layer {self.name!r}: weight {key!r} has shape {current.shape}, got {new.shape}"
+                )
+            current[...] = new  # in place, so views (e.g. an optimizer's flat buffer) stay valid
+
+    def get_gradients(self) -> list[np.ndarray]:
+        return [self.grads[key] for key in self.params]
+
+    def count_params(self) -> int:
+        return int(sum(value.size for value in self.params.values()))
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class AffineLayer(Layer):
+    """Shared machinery of Conv2D and Dense: an affine map ``z = x (*) w + b`` followed by an activation.
+
+    Subclasses provide ``kernel_shape(input_shape)``, ``affine_forward(x, w, b)`` returning ``(z, cache)``
+    and ``affine_backward(dz, cache)`` returning ``(dx, dw, db)``.
+    """
+
+    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", name=None, input_shape=None):
+        from .. import initializers
+        from .activations import ACTIVATION_KERNELS, activation_name
+
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = activation_name(activation)
+        self._activation_forward, self._activation_backward = ACTIVATION_KERNELS[self.activation]
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._kernel_init = initializers.get(kernel_initializer)
+        self._bias_init = initializers.get(bias_initializer)
+        self.pre_activation = None  # z of the last forward: Sequential fuses softmax + cross-entropy on it
+
+    def create_params(self, rng):
+        shape = self.kernel_shape(self.input_shape)
+        self.params = {"kernel": self._kernel_init(shape, rng, dtype=self.dtype)}
+        if self.use_bias:
+            self.params["bias"] = self._bias_init((shape[-1],), rng, dtype=self.dtype)
+
+    def _bias(self):
+        if self.use_bias:
+            return self.params["bias"]
+        return np.zeros(self.params["kernel"].shape[-1], dtype=self.dtype)
+
+    def forward(self, x, training=False):
+        z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias())
+        self.pre_activation = z
+        y, self._activation_cache = self._activation_forward(z)
+        return y
+
+    def backward(self, dy):
+        return self.backward_from_pre_activation(self._activation_backward(dy, self._activation_cache))
+
+    def backward_from_pre_activation(self, dz):
+        """Backward of the affine part only, given ``dL/dz``; fills ``self.grads``; returns ``dL/dx``."""
+        dx, dw, db = self.affine_backward(dz, self._cache)
+        self.grads = {"kernel": dw}
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "bias_initializer": self.bias_initializer,
+        }

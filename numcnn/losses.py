@@ -1,0 +1,175 @@
+"""Losses with Keras 3's exact formulas. Every loss is the mean over the batch ('sum_over_batch_size').
+
+For a batch of N rows, logits ``z``, probabilities ``p`` and class ``y``:
+
+* SparseCategoricalCrossentropy(from_logits=True):  ``L_n = logsumexp(z_n) - z_n[y_n]``
+  gradient ``dL/dz_n = (softmax(z_n) - onehot(y_n)) / N``.
+* SparseCategoricalCrossentropy(from_logits=False): Keras clips, ``q = clip(p, 1e-7, 1 - 1e-7)``, and uses
+  ``log q`` as logits: ``L_n = log sum_j q_nj - log q_n[y_n]`` (not exactly ``-log p_y``).
+* CategoricalCrossentropy(from_logits=False): Keras first renormalises ``p' = p / sum p``, then clips,
+  ``L_n = -sum_j t_nj log clip(p'_nj)``; from logits ``L_n = sum_j t_nj (logsumexp(z_n) - z_nj)``.
+* MeanSquaredError: ``L_n = mean_j (p_nj - t_nj)^2``.
+
+When the probabilities come straight out of a softmax, Keras recovers the logits and uses the logits
+formula, unclipped; ``Sequential`` does the same through ``loss_and_gradient_from_logits``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPSILON = 1e-7  # keras.config.epsilon()
+
+
+def logsumexp(z: np.ndarray) -> np.ndarray:
+    """``log sum_j exp(z_j)`` over the last axis, computed as ``m + log sum exp(z - m)`` (no overflow)."""
+    m = np.max(z, axis=-1, keepdims=True)
+    return (m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True)))[..., 0]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def sparse_labels(y_true, n_classes: int) -> np.ndarray:
+    """Integer class labels as an int64 vector, checked against ``[0, n_classes)``."""
+    y = np.asarray(y_true)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"sparse labels must have shape (N,), got {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError("sparse labels must be whole numbers")
+    elif y.dtype.kind not in "iub":
+        raise TypeError(f"sparse labels must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got values in [{y.min()}, {y.max()}]")
+    return y
+
+
+class Loss:
+    """``loss(y_true, y_pred) -> float`` and ``gradient(y_true, y_pred) -> dL/dy_pred`` (mean over the batch)."""
+
+    name = "loss"
+    fuses_with_softmax = False
+
+    def __call__(self, y_true, y_pred) -> float:
+        return self.loss_and_gradient(y_true, y_pred)[0]
+
+    def gradient(self, y_true, y_pred) -> np.ndarray:
+        return self.loss_and_gradient(y_true, y_pred)[1]
+
+    def loss_and_gradient(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    def _batch_mean(self, per_row, y_pred):
+        return y_pred.dtype.type(np.mean(per_row)) if per_row.size else y_pred.dtype.type(0)
+
+
+class _CrossentropyBase(Loss):
+    fuses_with_softmax = True
+
+    def __init__(self, from_logits: bool = False):
+        self.from_logits = bool(from_logits)
+        self.fuses_with_softmax = not self.from_logits
+
+    def targets(self, y_true, n_classes, dtype) -> np.ndarray:
+        raise NotImplementedError
+
+    def loss_and_gradient_from_logits(self, y_true, z):
+        """Stable cross-entropy from logits: ``L = mean_n sum_j t_nj (logsumexp(z_n) - z_nj)``."""
+        t = self.targets(y_true, z.shape[-1], z.dtype)
+        n = z.shape[0]
+        per_row = np.sum(t, axis=-1) * logsumexp(z) - np.sum(t * z, axis=-1)
+        dz = (softmax(z) * np.sum(t, axis=-1, keepdims=True) - t) / z.dtype.type(max(n, 1))
+        return self._batch_mean(per_row, z), dz.astype(z.dtype)
+
+    def loss_and_gradient(self, y_true, y_pred):
+        if self.from_logits:
+            return self.loss_and_gradient_from_logits(y_true, y_pred)
+        return self._loss_and_gradient_from_probabilities(y_true, y_pred)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+
+class SparseCategoricalCrossentropy(_CrossentropyBase):
+    name = "sparse_categorical_crossentropy"
+
+    def targets(self, y_true, n_classes, dtype):
+        y = sparse_labels(y_true, n_classes)
+        t = np.zeros((y.size, n_classes), dtype=dtype)
+        t[np.arange(y.size), y] = 1
+        return t
+
+    def _loss_and_gradient_from_probabilities(self, y_true, p):
+        # Keras: q = clip(p, eps, 1 - eps); L = logsumexp(log q) - log q_y = log(sum q) - log(q_y).
+        n, n_classes = p.shape
+        y = sparse_labels(y_true, n_classes)
+        eps = p.dtype.type(EPSILON)
+        q = np.clip(p, eps, 1 - eps)
+        rows = np.arange(n)
+        total = np.sum(q, axis=-1)
+        per_row = np.log(total) - np.log(q[rows, y])
+        dq = np.repeat((1 / total)[:, None], n_classes, axis=1)  # d log(sum q) / dq_j
+        dq[rows, y] -= 1 / q[rows, y]
+        inside = (p >= eps) & (p <= 1 - eps)  # clip passes the gradient only where it did not clip
+        return self._batch_mean(per_row, p), (dq * inside / p.dtype.type(max(n, 1))).astype(p.dtype)
+
+
+class CategoricalCrossentropy(_CrossentropyBase):
+    name = "categorical_crossentropy"
+
+    def targets(self, y_true, n_classes, dtype):
+        t = np.asarray(y_true, dtype=dtype)
+        if t.ndim != 2 or t.shape[1] != n_classes:
+            raise ValueError(f"one-hot targets must have shape (N, {n_classes}), got {t.shape}")
+        return t
+
+    def _loss_and_gradient_from_probabilities(self, y_true, p):
+        # Keras: p' = p / sum(p); q = clip(p', eps, 1 - eps); L = -sum_j t_j log q_j.
+        n, n_classes = p.shape
+        t = self.targets(y_true, n_classes, p.dtype)
+        eps = p.dtype.type(EPSILON)
+        total = np.sum(p, axis=-1, keepdims=True)
+        p_norm = p / total
+        q = np.clip(p_norm, eps, 1 - eps)
+        per_row = -np.sum(t * np.log(q), axis=-1)
+        inside = (p_norm >= eps) & (p_norm <= 1 - eps)
+        g = -t / q * inside  # dL/dp'
+        # p'_j = p_j / S  =>  dL/dp_k = (g_k - sum_j g_j p'_j) / S
+        dp = (g - np.sum(g * p_norm, axis=-1, keepdims=True)) / total
+        return self._batch_mean(per_row, p), (dp / p.dtype.type(max(n, 1))).astype(p.dtype)
+
+
+class MeanSquaredError(Loss):
+    name = "mean_squared_error"
+
+    def loss_and_gradient(self, y_true, y_pred):
+        t = np.asarray(y_true, dtype=y_pred.dtype).reshape(y_pred.shape)
+        diff = y_pred - t
+        per_row = np.mean(diff.reshape(len(diff), -1) ** 2, axis=-1)
+        n, d = len(diff), max(diff[0].size, 1) if len(diff) else 1
+        return self._batch_mean(per_row, y_pred), (2 * diff / y_pred.dtype.type(d * max(n, 1))).astype(y_pred.dtype)
+
+
+LOSSES = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+}
+
+
+def get(identifier) -> Loss:
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier in LOSSES:
+        return LOSSES[identifier]()
+    raise ValueError(f"unknown loss {identifier!r}; choose one of {sorted(LOSSES)} or pass a Loss")
