@@ -1,0 +1,283 @@
+"""MNIST and Fashion-MNIST, read from wherever they already are, downloaded with checks, or embedded.
+
+``load_mnist()`` / ``load_fashion_mnist()`` return ``(x_train, y_train), (x_test, y_test)`` like
+``keras.datasets``: images uint8 (N, 28, 28), labels uint8 (N,).
+
+Where they look, in order: an explicit ``path=`` (a folder of IDX files or a Keras ``mnist.npz``), the folder in
+``$NUMCNN_DATA``, numcnn's cache (``$NUMCNN_CACHE_DIR`` or ``~/.cache/numcnn/<name>``), Keras's
+``~/.keras/datasets``, and for Fashion-MNIST the Debian package ``dataset-fashion-mnist``
+(``/usr/share/datasets/fashion-mnist``). If nothing is found they download from the canonical mirror into the
+cache (checked against a SHA-256, written atomically), and MNIST finally falls back to the **embedded sample**:
+5,000 real MNIST images shipped in ``numcnn/data/mnist_5k.npz`` (4,000 train / 1,000 test).
+
+File formats are parsed here with ``np.frombuffer`` (IDX) or ``np.load(allow_pickle=False)`` (npz): nothing in a
+data file is ever executed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+EMBEDDED_MNIST = Path(__file__).parent / "data" / "mnist_5k.npz"
+EMBEDDED_TRAIN_SIZE = 4000
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+# Download sources. Each file is checked against a SHA-256 before it is kept.
+#  * MNIST: Keras's mnist.npz; digest from keras/src/datasets/mnist.py (file_hash).
+#  * Fashion-MNIST: the four IDX .gz files of the project's own mirror. The digests are of the *decompressed*
+#    IDX bytes (the .gz bytes depend on the compressor; Debian re-compressed them), computed from Debian's
+#    dataset-fashion-mnist package, whose content is the Zalando originals (60,000 / 10,000 images).
+MIRRORS = {
+    "mnist": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+}
+CHECKSUMS = {
+    "mnist": {"mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"},
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+DOWNLOAD_TIMEOUT_SECONDS = 10
+
+
+class DatasetError(ValueError):
+    """A data file is missing, malformed, or failed its checksum."""
+
+
+def notice(message: str) -> None:
+    print(f"numcnn: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# File formats
+# ----------------------------------------------------------------------------------------------
+def read_idx(path) -> np.ndarray:
+    """Parse an IDX file (optionally gzipped): magic ``0x0000 <dtype> <ndim>``, big-endian uint32 sizes, data.
+
+    Only unsigned bytes (dtype code 0x08) occur in (Fashion-)MNIST and only those are accepted.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise DatasetError(f"{path}: cannot read ({error})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DatasetError(f"{path}: not an IDX file (bad magic number)")
+    if data[2] != 0x08:
+        raise DatasetError(f"{path}: IDX element type 0x{data[2]:02x} is not unsigned bytes (0x08)")
+    ndim = data[3]
+    header_size = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header_size:
+        raise DatasetError(f"{path}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header_size + int(np.prod(shape))
+    if len(data) != expected:
+        raise DatasetError(f"{path}: IDX payload is {len(data) - header_size} bytes, shape {shape} needs "
+                           f"{expected - header_size} (truncated or corrupted)")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape).copy()
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    # Some distributions name them train-images.idx3-ubyte
+    dotted = folder / stem.replace("-idx", ".idx")
+    return dotted if dotted.is_file() else None
+
+
+def read_idx_folder(folder) -> tuple | None:
+    """The four standard IDX files of ``folder`` as ``(x_train, y_train), (x_test, y_test)``, or None."""
+    folder = Path(folder)
+    paths = {key: _find_idx(folder, stem) for key, stem in IDX_FILES.items()}
+    if not all(paths.values()):
+        return None
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    return _checked_split(arrays, folder)
+
+
+def read_keras_npz(path) -> tuple:
+    """Keras's ``mnist.npz`` (keys x_train, y_train, x_test, y_test)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in IDX_FILES}
+    except (KeyError, ValueError, OSError, EOFError) as error:
+        raise DatasetError(f"{path}: not a Keras-style dataset .npz ({error})") from None
+    return _checked_split(arrays, path)
+
+
+def _checked_split(arrays: dict, source) -> tuple:
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DatasetError(f"{source}: {part} images {x.shape} and labels {y.shape} do not match")
+    return (arrays["x_train"].astype(np.uint8), arrays["y_train"].astype(np.uint8)), (
+        arrays["x_test"].astype(np.uint8), arrays["y_test"].astype(np.uint8))
+
+
+def read_path(path) -> tuple:
+    """An explicit ``path``: a folder of IDX files or a ``.npz`` file."""
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".npz":
+        return read_keras_npz(path)
+    if path.is_dir():
+        for candidate in (path, path / "raw"):
+            found = read_idx_folder(candidate)
+            if found is not None:
+                return found
+        if (path / "mnist.npz").is_file():
+            return read_keras_npz(path / "mnist.npz")
+    raise DatasetError(f"{path}: expected a folder with the four *-ubyte(.gz) IDX files or a Keras .npz file")
+
+
+# ----------------------------------------------------------------------------------------------
+# Download
+# ----------------------------------------------------------------------------------------------
+def cache_dir(name: str) -> Path:
+    root = os.environ.get("NUMCNN_CACHE_DIR") or Path.home() / ".cache" / "numcnn"
+    return Path(root) / name
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def download_file(url: str, target: Path, expected_sha256: str, decompress: bool = False) -> Path:
+    """Fetch ``url``, check the SHA-256 (of the decompressed bytes if ``decompress``), write ``target``
+    atomically. A wrong checksum raises ``DatasetError`` and leaves nothing behind."""
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise DatasetError(f"cannot download {url} ({error})") from None
+    if decompress:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise DatasetError(f"{url}: not a valid gzip file ({error})") from None
+    digest = _sha256(data)
+    if digest != expected_sha256:
+        raise DatasetError(f"{url}: SHA-256 {digest} does not match the expected {expected_sha256}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return target
+
+
+def download(name: str, base_url: str | None = None, checksums: dict | None = None, directory=None) -> tuple:
+    """Download dataset ``name`` from its mirror into the cache (or ``directory``) and load it."""
+    base_url = base_url or os.environ.get(f"NUMCNN_{name.upper().replace('-', '_')}_MIRROR") or MIRRORS[name]
+    checksums = checksums or CHECKSUMS[name]
+    directory = Path(directory) if directory else cache_dir(name)
+    if name == "mnist":
+        target = download_file(base_url + "mnist.npz", directory / "mnist.npz", checksums["mnist.npz"])
+        return read_keras_npz(target)
+    for stem in IDX_FILES.values():
+        if not (directory / stem).is_file():
+            download_file(f"{base_url}{stem}.gz", directory / stem, checksums[stem], decompress=True)
+    return read_idx_folder(directory)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public loaders
+# ----------------------------------------------------------------------------------------------
+def load_embedded_mnist() -> tuple:
+    """The embedded sample: 5,000 real MNIST images, the first 4,000 for training, the last 1,000 for test."""
+    with np.load(EMBEDDED_MNIST, allow_pickle=False) as archive:
+        x, y = archive["x"], archive["y"]
+    n = EMBEDDED_TRAIN_SIZE
+    return (x[:n], y[:n]), (x[n:], y[n:])
+
+
+def _local_sources(name: str, path) -> list[Path]:
+    sources = []
+    if path is not None:
+        sources.append(Path(path))
+    if os.environ.get("NUMCNN_DATA"):
+        sources.append(Path(os.environ["NUMCNN_DATA"]))
+    sources.append(cache_dir(name))
+    keras_dir = Path.home() / ".keras" / "datasets"
+    sources += [keras_dir / "mnist.npz"] if name == "mnist" else [keras_dir / "fashion-mnist"]
+    if name == "fashion-mnist":
+        sources.append(DEBIAN_FASHION_MNIST)
+    return sources
+
+
+def _load(name: str, path=None, download_missing: bool = True, base_url: str | None = None):
+    if path is not None:
+        return read_path(path)
+    for source in _local_sources(name, None):
+        if source.exists():
+            try:
+                return read_path(source)
+            except DatasetError:
+                continue  # an unrelated folder or an incomplete cache: keep looking
+    if download_missing:
+        try:
+            return download(name, base_url=base_url)
+        except DatasetError as error:
+            notice(f"{name}: download failed: {error}")
+    return None
+
+
+def load_mnist(path=None, download: bool = True, base_url: str | None = None, verbose: bool = True) -> tuple:
+    """MNIST: the full 60,000/10,000 set if found or downloadable, else the embedded 5,000-image sample."""
+    found = _load("mnist", path, download, base_url)
+    if found is not None:
+        return found
+    if verbose:
+        notice("MNIST not found locally or online; using the embedded 5,000-image sample "
+               "(4,000 train / 1,000 test)")
+    return load_embedded_mnist()
+
+
+def load_fashion_mnist(path=None, download: bool = True, base_url: str | None = None) -> tuple:
+    """Fashion-MNIST (Zalando, MIT license): 60,000 train / 10,000 test images of 10 clothing classes."""
+    found = _load("fashion-mnist", path, download, base_url)
+    if found is None:
+        raise DatasetError("Fashion-MNIST not found: install the Debian package dataset-fashion-mnist, set "
+                           "NUMCNN_DATA to a folder with its IDX files, or allow the download")
+    return found
+
+
+def load_dataset(name_or_path: str) -> tuple:
+    """``"mnist-5k"``/``"embedded"`` (offline sample), ``"mnist"``, ``"fashion-mnist"``, or a path."""
+    key = str(name_or_path).lower()
+    if key in ("mnist-5k", "embedded"):
+        return load_embedded_mnist()
+    if key == "mnist":
+        return load_mnist()
+    if key in ("fashion-mnist", "fashion_mnist"):
+        return load_fashion_mnist()
+    if Path(name_or_path).expanduser().exists():
+        return read_path(name_or_path)
+    raise DatasetError(f"unknown dataset {name_or_path!r}: use mnist-5k, mnist, fashion-mnist or a path")
