@@ -167,7 +167,11 @@ def _extra_commands():
 
     registrars = []
     for module_name in ("numcnn.verify", "numcnn.generate.cli", "numcnn.explain"):
-        if importlib.util.find_spec(module_name) is not None:
+        try:
+            present = importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError:  # its parent package is absent
+            present = False
+        if present:
             module = importlib.import_module(module_name)
             if hasattr(module, "register_cli"):
                 registrars.append(module.register_cli)

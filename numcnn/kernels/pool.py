@@ -1,2 +1,70 @@
-"""PLACEHOLDER: re-exports the reference kernels until the fast kernels land."""
-from .reference import *  # noqa: F401,F403
+"""Fast max pooling (Numba): same signatures and results as ``reference.maxpool2d_forward/backward``.
+
+Forward stores, per output, the flat position ``row * W + col`` of the window's first maximum in row-major
+order (TF's tie rule; strict ``>`` keeps the first). Positions in the 'same' padding are skipped, which is
+the same as padding with -inf. Backward adds each output gradient to that position; overlapping windows
+(strides < pool size) add up. One thread per image: no races, bit-identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .reference import conv2d_geometry
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_forward(x, ph, pw, sh, sw, top, left, y, winner):
+    n_images, height, width, channels = x.shape
+    _, oh, ow, _ = y.shape
+    for n in prange(n_images):
+        for r in range(oh):
+            for c in range(ow):
+                for k in range(channels):
+                    best = -np.inf
+                    best_at = -1
+                    for p in range(ph):
+                        row = r * sh + p - top
+                        if row < 0 or row >= height:
+                            continue
+                        for q in range(pw):
+                            col = c * sw + q - left
+                            if col < 0 or col >= width:
+                                continue
+                            value = x[n, row, col, k]
+                            if best_at < 0 or value > best:
+                                best = value
+                                best_at = row * width + col
+                    y[n, r, c, k] = best
+                    winner[n, r, c, k] = best_at
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_backward(dy, winner, width, dx):
+    n_images, oh, ow, channels = dy.shape
+    for n in prange(n_images):
+        for r in range(oh):
+            for c in range(ow):
+                for k in range(channels):
+                    at = winner[n, r, c, k]
+                    dx[n, at // width, at % width, k] += dy[n, r, c, k]
+
+
+def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """``y[n, r, c, k] = max over the window``; the cache keeps each window's winner (see module docstring)."""
+    strides = pool_size if strides is None else strides
+    oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, pool_size, strides, padding)
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+    winner = np.empty(y.shape, dtype=np.int32)
+    _maxpool_forward(x, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
+    return y, (x.shape, winner)
+
+
+def maxpool2d_backward(dy, cache):
+    """``dx[winner] += dy`` for every output."""
+    x_shape, winner = cache
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    _maxpool_backward(np.ascontiguousarray(dy), winner, x_shape[2], dx)
+    return dx

@@ -1,0 +1,209 @@
+"""Fast kernels agree with the formula-literal reference; both agree with finite differences and with the
+hand-checked TensorFlow facts of TF_PARITY.md (asymmetric 'same' padding, first-max tie rule, += on overlap)."""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from numcnn import kernels as fast
+from numcnn.kernels import reference
+from tests.gradcheck import check_gradient
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+@st.composite
+def conv_cases(draw):
+    n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    assume(padding == "same" or (h >= kh and w >= kw))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng, (n, h, w, c_in), (kh, kw, c_in, c_out), strides, padding
+
+
+@st.composite
+def pool_cases(draw, ties=False):
+    n, h, w, c = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12)), draw(st.integers(1, 3))
+    pool = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    strides = (draw(st.integers(1, pool[0])), draw(st.integers(1, pool[1])))  # <= pool: overlapping allowed
+    padding = draw(st.sampled_from(["valid", "same"]))
+    assume(padding == "same" or (h >= pool[0] and w >= pool[1]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.integers(0, 3, size=(n, h, w, c)).astype(np.float64) if ties else rng.normal(size=(n, h, w, c))
+    return rng, x, pool, strides, padding
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@SETTINGS
+@given(case=conv_cases())
+def test_conv_fast_matches_reference(case, dtype, rtol):
+    rng, x_shape, w_shape, strides, padding = case
+    x, w = rng.normal(size=x_shape).astype(dtype), rng.normal(size=w_shape).astype(dtype)
+    b = rng.normal(size=w_shape[3]).astype(dtype)
+    y_ref, cache_ref = reference.conv2d_forward(x, w, b, strides, padding)
+    y_fast, cache_fast = fast.conv2d_forward(x, w, b, strides, padding)
+    assert y_fast.dtype == dtype and y_fast.shape == y_ref.shape
+    atol = rtol * np.sqrt(np.prod(w_shape[:3]))  # a sum of K products of unit-size numbers
+    np.testing.assert_allclose(y_fast, y_ref, rtol=rtol, atol=atol)
+    dy = rng.normal(size=y_ref.shape).astype(dtype)
+    for got, want in zip(fast.conv2d_backward(dy, cache_fast), reference.conv2d_backward(dy, cache_ref)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * np.sqrt(dy.size))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@SETTINGS
+@given(data=st.data())
+def test_maxpool_fast_matches_reference_exactly(data, ties):
+    rng, x, pool, strides, padding = data.draw(pool_cases(ties=ties))
+    y_ref, cache_ref = reference.maxpool2d_forward(x, pool, strides, padding)
+    y_fast, cache_fast = fast.maxpool2d_forward(x, pool, strides, padding)
+    np.testing.assert_array_equal(y_fast, y_ref)
+    dy = rng.normal(size=y_ref.shape)
+    # the same winner for every window, so the same sums in the same order: exactly equal
+    np.testing.assert_array_equal(fast.maxpool2d_backward(dy, cache_fast), reference.maxpool2d_backward(dy, cache_ref))
+
+
+def test_dense_and_activations_fast_match_reference():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(4, 7)), rng.normal(size=(7, 3)), rng.normal(size=3)
+    y_ref, cache_ref = reference.dense_forward(x, w, b)
+    y_fast, cache_fast = fast.dense_forward(x, w, b)
+    np.testing.assert_allclose(y_fast, y_ref, rtol=1e-12)
+    dy = rng.normal(size=(4, 3))
+    for got, want in zip(fast.dense_backward(dy, cache_fast), reference.dense_backward(dy, cache_ref)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    z = rng.normal(size=(5, 6)) * 10
+    for name in ("relu", "softmax"):
+        out_ref, c_ref = getattr(reference, f"{name}_forward")(z)
+        out_fast, c_fast = getattr(fast, f"{name}_forward")(z)
+        np.testing.assert_allclose(out_fast, out_ref, rtol=1e-12)
+        dy = rng.normal(size=z.shape)
+        np.testing.assert_allclose(getattr(fast, f"{name}_backward")(dy, c_fast),
+                                   getattr(reference, f"{name}_backward")(dy, c_ref), rtol=1e-12, atol=1e-15)
+
+
+# ------------------------------------------------------------------------------------------------
+# Finite differences (float64), for both implementations
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(case=conv_cases())
+def test_conv_gradients_match_finite_differences(impl, case):
+    rng, x_shape, w_shape, strides, padding = case
+    x, w, b = rng.normal(size=x_shape), rng.normal(size=w_shape), rng.normal(size=w_shape[3])
+    y, cache = impl.conv2d_forward(x, w, b, strides, padding)
+    weights = rng.normal(size=y.shape)  # L = sum(weights * y)
+    dx, dw, db = impl.conv2d_backward(weights, cache)
+    def loss():
+        return float(np.sum(weights * impl.conv2d_forward(x, w, b, strides, padding)[0]))
+    for array, grad in ((x, dx), (w, dw), (b, db)):
+        assert check_gradient(loss, array, grad) < 1e-6
+
+
+@pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_maxpool_gradient_matches_finite_differences(impl, data):
+    rng, _, pool, strides, padding = data.draw(pool_cases())
+    x = rng.permutation(np.arange(np.prod(_.shape), dtype=np.float64)).reshape(_.shape)  # distinct: no ties
+    y, cache = impl.maxpool2d_forward(x, pool, strides, padding)
+    weights = rng.normal(size=y.shape)
+    dx = impl.maxpool2d_backward(weights, cache)
+    loss = lambda: float(np.sum(weights * impl.maxpool2d_forward(x, pool, strides, padding)[0]))  # noqa: E731
+    assert check_gradient(loss, x, dx, eps=1e-3) < 1e-6  # values 1 apart: eps 1e-3 never changes a winner
+
+
+def test_softmax_and_relu_gradients_match_finite_differences():
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(3, 5))
+    z[np.abs(z) < 0.01] = 0.5  # ReLU: keep away from the kink at 0
+    for impl in (fast, reference):
+        for name in ("relu", "softmax"):
+            forward, backward = getattr(impl, f"{name}_forward"), getattr(impl, f"{name}_backward")
+            weights = rng.normal(size=z.shape)
+            grad = backward(weights, forward(z)[1])
+            assert check_gradient(lambda: float(np.sum(weights * forward(z)[0])), z, grad) < 1e-7
+
+
+# ------------------------------------------------------------------------------------------------
+# TensorFlow's conventions, measured (TF_PARITY.md), as independent hand-checked cases
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
+def test_same_padding_stride_2_pads_bottom_right(impl):
+    """Conv2D(k=3, s=2, 'same') on 4x4: 0 rows/cols of padding top/left, 1 bottom/right (TF measured)."""
+    x = np.arange(1, 17, dtype=np.float64).reshape(1, 4, 4, 1)
+    w = np.zeros((3, 3, 1, 1))
+    w[0, 0, 0, 0] = 1  # picks the top-left element of each window
+    y, _ = impl.conv2d_forward(x, w, np.zeros(1), (2, 2), "same")
+    # windows start at rows/cols 0 and 2 of the unpadded input: x[0,0]=1, x[0,2]=3, x[2,0]=9, x[2,2]=11
+    np.testing.assert_array_equal(y[0, :, :, 0], [[1, 3], [9, 11]])
+
+
+@pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
+@pytest.mark.parametrize("window, winner", [
+    ([[1.0, 1.0], [1.0, 1.0]], (0, 0)),  # all equal: top-left
+    ([[0.0, 1.0], [1.0, 0.0]], (0, 1)),  # first maximum in row-major order
+])
+def test_maxpool_ties_send_the_gradient_to_the_first_maximum(impl, window, winner):
+    x = np.array(window).reshape(1, 2, 2, 1)
+    _, cache = impl.maxpool2d_forward(x, (2, 2))
+    dx = impl.maxpool2d_backward(np.ones((1, 1, 1, 1)), cache)
+    expected = np.zeros((2, 2))
+    expected[winner] = 1
+    np.testing.assert_array_equal(dx[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
+def test_overlapping_pool_windows_accumulate(impl):
+    """Pool 2, stride 1 on 4x4 with one large central value: it wins 4 windows and receives 4."""
+    x = np.zeros((1, 4, 4, 1))
+    x[0, 1, 1, 0] = 10
+    _, cache = impl.maxpool2d_forward(x, (2, 2), (1, 1))
+    dx = impl.maxpool2d_backward(np.ones((1, 3, 3, 1)), cache)
+    assert dx[0, 1, 1, 0] == 4
+
+
+@pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
+def test_same_pooling_pads_with_minus_infinity(impl):
+    y, _ = impl.maxpool2d_forward(-np.ones((1, 3, 3, 1)), (2, 2), padding="same")
+    np.testing.assert_array_equal(y, -np.ones((1, 2, 2, 1)))
+
+
+def symmetric_same_conv(x, w, b, strides):
+    """A WRONG 'same' convolution (PyTorch-style symmetric padding: one extra row/col on every side)."""
+    pad = (w.shape[0] - 1 + 1) // 2
+    x_pad = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return reference.conv2d_forward(x_pad, w, b, strides, "valid")[0]
+
+
+def test_the_tests_catch_symmetric_same_padding():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(1, 4, 4, 1)), rng.normal(size=(3, 3, 1, 1)), np.zeros(1)
+    right = fast.conv2d_forward(x, w, b, (2, 2), "same")[0]
+    wrong = symmetric_same_conv(x, w, b, (2, 2))
+    assert right.shape == wrong.shape and not np.allclose(right, wrong)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((4, 9, 9, 3), (3, 3, 3, 5), (5,)))
+    previous = numba.get_num_threads()
+    try:
+        results = []
+        for count in (threads, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(count)
+            y, cache = fast.conv2d_forward(x, w, b, (1, 1), "same")
+            p, pool_cache = fast.maxpool2d_forward(y, (3, 3), (1, 1))
+            dy = fast.maxpool2d_backward(np.ones_like(p), pool_cache)
+            results.append((y, p, *fast.conv2d_backward(dy, cache)))
+    finally:
+        numba.set_num_threads(previous)
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
