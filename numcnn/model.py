@@ -144,12 +144,18 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy, start: int | None = None) -> np.ndarray:
+    def backward(self, dy, start: int | None = None, need_input_gradient: bool = True) -> np.ndarray:
         """Backpropagate ``dy = dL/d(output)`` through the layers (from ``layers[start - 1]`` down when
-        ``start`` is given); fills every layer's ``grads`` and returns ``dL/dx``, the input gradient."""
+        ``start`` is given); fills every layer's ``grads`` and returns ``dL/dx``, the input gradient.
+
+        Training does not need ``dL/dx``: with ``need_input_gradient=False`` a first Conv2D/Dense layer skips
+        computing it (the largest col2im of the model) and None is returned."""
         dy = np.asarray(dy, dtype=self.dtype)
         stop = len(self.layers) if start is None else start
-        for layer in reversed(self.layers[:stop]):
+        for index in range(stop - 1, -1, -1):
+            layer = self.layers[index]
+            if index == 0 and not need_input_gradient and isinstance(layer, AffineLayer):
+                return layer.backward(dy, need_input_gradient=False)
             dy = layer.backward(dy)
         return dy
 
@@ -164,25 +170,28 @@ class Sequential:
             return "activation"
         return None
 
-    def _loss_and_backward(self, y, output) -> tuple[float, np.ndarray]:
+    def _loss_and_backward(self, y, output, need_input_gradient=True) -> tuple[float, np.ndarray]:
         """Loss of ``output`` against ``y``, then backward through the whole model; returns ``(loss, dx)``."""
         loss_fn = self._require_compiled()
         fused = self._softmax_output() if loss_fn.fuses_with_softmax else None
+        last = len(self.layers) - 1
         if fused == "layer":  # z is the input of the softmax layer = output of the layer before it
             loss, dz = loss_fn.loss_and_gradient_from_logits(y, self._last_layer_input)
-            return loss, self.backward(dz, start=len(self.layers) - 1)
+            return loss, self.backward(dz, start=last, need_input_gradient=need_input_gradient)
         if fused == "activation":
-            last = self.layers[-1]
-            loss, dz = loss_fn.loss_and_gradient_from_logits(y, last.pre_activation)
-            return loss, self.backward(last.backward_from_pre_activation(dz), start=len(self.layers) - 1)
+            loss, dz = loss_fn.loss_and_gradient_from_logits(y, self.layers[last].pre_activation)
+            if last == 0:
+                return loss, self.layers[0].backward_from_pre_activation(dz, need_input_gradient)
+            dy = self.layers[last].backward_from_pre_activation(dz)
+            return loss, self.backward(dy, start=last, need_input_gradient=need_input_gradient)
         loss, dy = loss_fn.loss_and_gradient(y, output)
-        return loss, self.backward(dy)
+        return loss, self.backward(dy, need_input_gradient=need_input_gradient)
 
     def loss_and_gradients(self, x, y) -> tuple[float, list[np.ndarray]]:
         """Forward (training mode), loss and backward; returns ``(loss, grads)`` with ``grads`` in
         ``get_weights()`` order. Parameters are **not** updated."""
         output = self.forward(x, training=True)
-        loss, _ = self._loss_and_backward(y, output)
+        loss, _ = self._loss_and_backward(y, output, need_input_gradient=False)
         return float(loss), self.get_gradients()
 
     def get_gradients(self) -> list[np.ndarray]:

@@ -66,8 +66,10 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
     return y.reshape(n_images, oh, ow, c_out), (x.shape, x_pad.shape, cols, w, strides, pads)
 
 
-def conv2d_backward(dy, cache):
-    """``dW2 = colsᵀ dY``, ``db = Σ dY``, ``dx = col2im(dY W2ᵀ)`` (see the module docstring)."""
+def conv2d_backward(dy, cache, need_dx=True):
+    """``dW2 = colsᵀ dY``, ``db = Σ dY``, ``dx = col2im(dY W2ᵀ)`` (see the module docstring).
+
+    With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None."""
     x_shape, pad_shape, cols, w, strides, pads = cache
     kh, kw, c_in, c_out = w.shape
     n_images, oh, ow, _ = dy.shape
@@ -75,6 +77,8 @@ def conv2d_backward(dy, cache):
     w2 = w.reshape(kh * kw * c_in, c_out)
     dw = (cols.T @ dy2).reshape(w.shape)
     db = dy2.sum(axis=0)
+    if not need_dx:
+        return None, dw, db
     dcols = dy2 @ w2.T
     dx_pad = np.zeros(pad_shape, dtype=dy.dtype)
     col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad)

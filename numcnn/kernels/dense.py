@@ -12,6 +12,6 @@ def dense_forward(x, w, b):
     return y, (x, w)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, need_dx=True):
     x, w = cache
-    return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+    return (dy @ w.T if need_dx else None), x.T @ dy, dy.sum(axis=0)

@@ -16,28 +16,30 @@ from .reference import conv2d_geometry
 
 @njit(parallel=True, cache=True)
 def _maxpool_forward(x, ph, pw, sh, sw, top, left, y, winner):
+    # Channels are the innermost loop (contiguous in NHWC, so it vectorises); windows are visited in
+    # row-major order for every channel, so a strict '>' keeps each channel's first maximum.
     n_images, height, width, channels = x.shape
     _, oh, ow, _ = y.shape
     for n in prange(n_images):
         for r in range(oh):
             for c in range(ow):
                 for k in range(channels):
-                    best = -np.inf
-                    best_at = -1
-                    for p in range(ph):
-                        row = r * sh + p - top
-                        if row < 0 or row >= height:
+                    y[n, r, c, k] = -np.inf
+                    winner[n, r, c, k] = -1
+                for p in range(ph):
+                    row = r * sh + p - top
+                    if row < 0 or row >= height:
+                        continue
+                    for q in range(pw):
+                        col = c * sw + q - left
+                        if col < 0 or col >= width:
                             continue
-                        for q in range(pw):
-                            col = c * sw + q - left
-                            if col < 0 or col >= width:
-                                continue
+                        at = row * width + col
+                        for k in range(channels):
                             value = x[n, row, col, k]
-                            if best_at < 0 or value > best:
-                                best = value
-                                best_at = row * width + col
-                    y[n, r, c, k] = best
-                    winner[n, r, c, k] = best_at
+                            if winner[n, r, c, k] < 0 or value > y[n, r, c, k]:
+                                y[n, r, c, k] = value
+                                winner[n, r, c, k] = at
 
 
 @njit(parallel=True, cache=True)

@@ -70,7 +70,7 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
     return y, (x, w, strides, pads)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, need_dx=True):
     """Backward convolution: every product ``x_pad[..] * w[p, q, k, j]`` in the forward sum sends
     ``dy[n, r, c, j]`` back to both factors::
 
@@ -78,7 +78,8 @@ def conv2d_backward(dy, cache):
         dw[p, q, k, j]                  += dy[n, r, c, j] * x_pad[n, r*sh + p, c*sw + q, k]
         db[j]                           += dy[n, r, c, j]
 
-    then ``dx`` is ``dx_pad`` with the padding cut off. Returns ``(dx, dw, db)``.
+    then ``dx`` is ``dx_pad`` with the padding cut off. Returns ``(dx, dw, db)`` (``dx`` None if not
+    ``need_dx``).
     """
     x, w, strides, pads = cache
     kh, kw, _, _ = w.shape
@@ -98,6 +99,8 @@ def conv2d_backward(dy, cache):
                 dx_pad[n, rows, cols, :] += np.sum(w * g, axis=3)
                 dw += x_pad[n, rows, cols, :, np.newaxis] * g
                 db += g
+    if not need_dx:
+        return None, dw, db
     height, width = x.shape[1:3]
     dx = dx_pad[:, top : top + height, left : left + width, :]
     return np.ascontiguousarray(dx), dw, db
@@ -170,7 +173,7 @@ def dense_forward(x, w, b):
     return y, (x, w)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, need_dx=True):
     """``dx[n, i] = sum_j dy[n, j] w[i, j]``; ``dw[i, j] = sum_n x[n, i] dy[n, j]``; ``db[j] = sum_n dy[n, j]``."""
     x, w = cache
     n_rows, n_in = x.shape
@@ -184,7 +187,7 @@ def dense_backward(dy, cache):
         for j in range(n_out):
             dw[i, j] = sum(x[n, i] * dy[n, j] for n in range(n_rows))
     db = np.array([sum(dy[n, j] for n in range(n_rows)) for j in range(n_out)], dtype=dy.dtype)
-    return dx, dw, db
+    return (dx if need_dx else None), dw, db
 
 
 # --------------------------------------------------------------------------------------------

@@ -126,12 +126,14 @@ class AffineLayer(Layer):
         y, self._activation_cache = self._activation_forward(z)
         return y
 
-    def backward(self, dy):
-        return self.backward_from_pre_activation(self._activation_backward(dy, self._activation_cache))
+    def backward(self, dy, need_input_gradient=True):
+        dz = self._activation_backward(dy, self._activation_cache)
+        return self.backward_from_pre_activation(dz, need_input_gradient)
 
-    def backward_from_pre_activation(self, dz):
-        """Backward of the affine part only, given ``dL/dz``; fills ``self.grads``; returns ``dL/dx``."""
-        dx, dw, db = self.affine_backward(dz, self._cache)
+    def backward_from_pre_activation(self, dz, need_input_gradient=True):
+        """Backward of the affine part only, given ``dL/dz``; fills ``self.grads``; returns ``dL/dx``
+        (None when ``need_input_gradient`` is False: a first layer in training skips that work)."""
+        dx, dw, db = self.affine_backward(dz, self._cache, need_input_gradient)
         self.grads = {"kernel": dw}
         if self.use_bias:
             self.grads["bias"] = db

@@ -50,8 +50,8 @@ class Conv2D(AffineLayer):
     def affine_forward(self, x, w, b):
         return kernels.conv2d_forward(x, w, b, self.strides, self.padding)
 
-    def affine_backward(self, dz, cache):
-        return kernels.conv2d_backward(dz, cache)
+    def affine_backward(self, dz, cache, need_dx=True):
+        return kernels.conv2d_backward(dz, cache, need_dx)
 
     def get_config(self):
         return {

@@ -37,8 +37,8 @@ class Dense(AffineLayer):
     def affine_forward(self, x, w, b):
         return kernels.dense_forward(x, w, b)
 
-    def affine_backward(self, dz, cache):
-        return kernels.dense_backward(dz, cache)
+    def affine_backward(self, dz, cache, need_dx=True):
+        return kernels.dense_backward(dz, cache, need_dx)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
