@@ -2,7 +2,8 @@
 
 Every step, as in Keras's base optimizer: clip the gradients (``clipnorm`` per tensor, ``global_clipnorm``
 or ``clipvalue``), apply decoupled weight decay ``w -= w * weight_decay * lr``, apply the update below,
-then ``iterations += 1``. Scalars are cast to the variable's dtype, as Keras does.
+then ``iterations += 1``. Scalars are cast to the variable's dtype, as Keras does; the learning rate is
+first rounded to float32 (Keras stores it in a float32 variable: 0.001 becomes 0.0010000000475).
 
 * SGD:      ``w -= lr * g``; with momentum ``v = momentum * v - lr * g`` then ``w += v``
             (Nesterov: ``w += momentum * v - lr * g``).
@@ -70,7 +71,8 @@ class Optimizer:
             self.build(params)
         grads = self._clip(grads)
         for index, (w, g) in enumerate(zip(params, grads)):
-            lr = w.dtype.type(self.learning_rate)
+            # Keras keeps the learning rate in a float32 variable, also for float64 weights
+            lr = w.dtype.type(np.float32(self.learning_rate))
             g = g.astype(w.dtype, copy=False)
             if self.weight_decay:
                 w -= w * w.dtype.type(self.weight_decay) * lr
@@ -115,7 +117,7 @@ class SGD(Optimizer):
         if self.momentum == 0:
             w -= g * lr
             return
-        momentum = w.dtype.type(self.momentum)
+        momentum = w.dtype.type(np.float32(self.momentum))  # Keras: ops.cast(python float) goes via float32
         v = self.slots["momentum"][index]
         v[...] = v * momentum - g * lr
         if self.nesterov:
@@ -138,11 +140,15 @@ class Adam(Optimizer):
     def update(self, index, w, g, lr):
         dtype = w.dtype.type
         t = dtype(self.iterations + 1)
-        beta_1, beta_2 = dtype(self.beta_1), dtype(self.beta_2)
-        alpha = lr * np.sqrt(1 - np.power(beta_2, t)) / (1 - np.power(beta_1, t))
+        # Keras casts beta_1, beta_2 for the bias correction via float32 (ops.cast of a Python float), but
+        # uses the Python floats 1 - beta_1, 1 - beta_2 and epsilon directly: matching that to the last bit
+        # matters for float64 trajectories.
+        beta_1_power = np.power(dtype(np.float32(self.beta_1)), t)
+        beta_2_power = np.power(dtype(np.float32(self.beta_2)), t)
+        alpha = lr * np.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         m, v = self.slots["m"][index], self.slots["v"][index]
-        m += (g - m) * (1 - beta_1)
-        v += (g * g - v) * (1 - beta_2)
+        m += (g - m) * dtype(1 - self.beta_1)
+        v += (g * g - v) * dtype(1 - self.beta_2)
         w -= (m * alpha) / (np.sqrt(v) + dtype(self.epsilon))
 
     def get_config(self):
@@ -163,12 +169,12 @@ class RMSprop(Optimizer):
 
     def update(self, index, w, g, lr):
         dtype = w.dtype.type
-        rho, epsilon = dtype(self.rho), dtype(self.epsilon)
+        rho, one_minus_rho, epsilon = dtype(self.rho), dtype(1 - self.rho), dtype(self.epsilon)
         s = self.slots["velocity"][index]
-        s[...] = rho * s + (1 - rho) * (g * g)
+        s[...] = rho * s + one_minus_rho * (g * g)
         if self.centered:
             a = self.slots["average_gradient"][index]
-            a[...] = rho * a + (1 - rho) * g
+            a[...] = rho * a + one_minus_rho * g
             denominator = s - a * a + epsilon
         else:
             denominator = s + epsilon

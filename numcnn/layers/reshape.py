@@ -35,7 +35,7 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, dy):
         return dy.reshape(self._cache)
