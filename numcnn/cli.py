@@ -166,7 +166,7 @@ def _extra_commands():
     import importlib.util
 
     registrars = []
-    for module_name in ("numcnn.verify", "numcnn.generate.cli", "numcnn.explain"):
+    for module_name in ("numcnn.verify", "numcnn.generate.cli"):
         try:
             present = importlib.util.find_spec(module_name) is not None
         except ModuleNotFoundError:  # its parent package is absent

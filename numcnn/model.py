@@ -194,6 +194,31 @@ class Sequential:
         loss, _ = self._loss_and_backward(y, output, need_input_gradient=False)
         return float(loss), self.get_gradients()
 
+    # ------------------------------------------------------------------------------------------
+    # Logits: what generation and explanation differentiate (not the softmax, which can rise by
+    # pushing the other classes down)
+    # ------------------------------------------------------------------------------------------
+    def forward_logits(self, x) -> np.ndarray:
+        """Forward pass returning the logits ``z`` (the input of a final softmax, or the output if none)."""
+        output = self.forward(x)
+        kind = self._softmax_output()
+        if kind == "layer":
+            return self._last_layer_input
+        if kind == "activation":
+            return self.layers[-1].pre_activation
+        return output
+
+    def backward_from_logits(self, dz) -> np.ndarray:
+        """``dL/dx`` given ``dz = dL/d(logits)`` after ``forward_logits``; fills every layer's ``grads``."""
+        dz = np.asarray(dz, dtype=self.dtype)
+        kind = self._softmax_output()
+        last = len(self.layers) - 1
+        if kind == "layer":
+            return self.backward(dz, start=last)
+        if kind == "activation":
+            return self.backward(self.layers[last].backward_from_pre_activation(dz), start=last)
+        return self.backward(dz)
+
     def get_gradients(self) -> list[np.ndarray]:
         return [g for layer in self.layers for g in layer.get_gradients()]
 
