@@ -34,6 +34,9 @@ def command_train(args) -> int:
     from .io import atomic_write_text
     from .zoo import seed_mnist_model
 
+    if args.resume and not args.checkpoint_dir:
+        raise CLIError("--resume needs --checkpoint-dir")
+
     (x_train, y_train), (x_test, y_test) = _load_data(args.dataset)
     out = Path(args.out)
     model = seed_mnist_model(seed=args.seed, input_shape=x_train.shape[1:], classes=int(y_train.max()) + 1)
@@ -44,7 +47,9 @@ def command_train(args) -> int:
           f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
     start = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                        validation_data=(x_test, y_test), verbose=0 if args.quiet else 1)
+                        validation_data=(x_test, y_test), verbose=0 if args.quiet else 1,
+                        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+                        resume=args.resume)
     seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256)
     model.save(out / "model.npz")
@@ -141,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/train", help="output directory (model.npz, history.json, training.png)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--checkpoint-dir", help="save model + optimizer + RNG state here (atomically) as it trains")
+    train.add_argument("--checkpoint-every", type=positive_int, help="also checkpoint every N steps (default: per epoch)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("evaluate", help="loss and accuracy of a saved model on a test set")

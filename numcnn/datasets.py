@@ -20,12 +20,14 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from .errors import NumcnnError
+from .io import atomic_write_bytes
 
 EMBEDDED_MNIST = Path(__file__).parent / "data" / "mnist_5k.npz"
 EMBEDDED_TRAIN_SIZE = 4000
@@ -58,7 +60,7 @@ CHECKSUMS = {
 DOWNLOAD_TIMEOUT_SECONDS = 10
 
 
-class DatasetError(ValueError):
+class DatasetError(NumcnnError, ValueError):
     """A data file is missing, malformed, or failed its checksum."""
 
 
@@ -178,18 +180,7 @@ def download_file(url: str, target: Path, expected_sha256: str, decompress: bool
     digest = _sha256(data)
     if digest != expected_sha256:
         raise DatasetError(f"{url}: SHA-256 {digest} does not match the expected {expected_sha256}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomic_write_bytes(target, data)
     return target
 
 

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,9 @@ FORMAT_NAME = "numcnn-model"
 FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, truncated, corrupted, of another version, or not a numcnn model."""
+from .errors import ModelFileError  # noqa: E402  (re-exported: numcnn.io.ModelFileError)
+
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -41,6 +41,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600 files; keep the usual umask-based mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -51,6 +52,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(directory)
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -101,11 +108,13 @@ def read_arrays_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError) as error:
+    except Exception as error:  # zip, zlib, npy-header and size errors of a damaged file all mean the same
         raise ModelFileError(f"{path}: not a readable numcnn model file ({type(error).__name__}: {error})") from None
     header_bytes = contents.pop("header", None)
     if header_bytes is None or header_bytes.dtype != np.uint8 or header_bytes.ndim != 1:
         raise ModelFileError(f"{path}: no numcnn header (is this a numcnn model file?)")
+    if header_bytes.size > MAX_HEADER_BYTES:
+        raise ModelFileError(f"{path}: header of {header_bytes.size} bytes is implausibly large")
     try:
         header = json.loads(header_bytes.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -165,6 +174,6 @@ def load_model(path, compile: bool = True):
                 optimizer.iterations = int(settings.get("iterations", 0))
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
+    except Exception as error:  # a checksum-valid file with an inconsistent config (hand-edited, other tool)
         raise ModelFileError(f"{path}: inconsistent model file ({type(error).__name__}: {error})") from None
     return model

@@ -19,6 +19,8 @@ import numpy as np
 
 from . import losses as losses_module
 from . import optimizers as optimizers_module
+from . import validation
+from .errors import ShapeError, TrainingDivergedError
 from .layers import LAYER_CLASSES, Activation, AffineLayer, Input, Layer
 from .layers.base import snake_case
 
@@ -118,20 +120,10 @@ class Sequential:
     # ------------------------------------------------------------------------------------------
     # The manual-backprop API
     # ------------------------------------------------------------------------------------------
-    def _as_batch(self, x) -> np.ndarray:
-        """Check the batch's shape and return it in the model's dtype (integer images are converted)."""
+    def _as_batch(self, x, require_finite: bool = False) -> np.ndarray:
+        """Check a batch once at the model's boundary (see ``numcnn.validation``; integers are refused)."""
         self._require_built()
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"model {self.name!r} expects a numeric array, got dtype {x.dtype}")
-        expected = self.input_shape
-        if x.ndim == len(expected) and x.shape == expected:
-            raise ValueError(f"model {self.name!r} expects a batch of shape (N, {', '.join(map(str, expected))}); "
-                             f"got one example of shape {x.shape} — add a batch axis with x[None]")
-        if x.shape[1:] != expected:
-            raise ValueError(f"model {self.name!r} expects input of shape (N, {', '.join(map(str, expected))}), "
-                             f"got {x.shape}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        return validation.check_batch(x, self.input_shape, f"model {self.name!r}", self.dtype, require_finite)
 
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run every layer in order; each keeps what its ``backward`` needs."""
@@ -229,6 +221,10 @@ class Sequential:
     def train_step(self, x, y) -> float:
         """One step of gradient descent on one batch: forward, loss, backward, optimizer update."""
         loss, grads = self.loss_and_gradients(x, y)
+        # Check before updating: a NaN/inf step must not reach the weights (they stay the last good ones).
+        if not np.isfinite(loss) or not all(np.isfinite(np.sum(g)) for g in grads):
+            raise TrainingDivergedError(f"the loss or a gradient became non-finite (loss {loss}); the weights "
+                                        f"are those from before this step — try a smaller learning rate")
         self.optimizer.apply(self.trainable_params(), grads)
         return loss
 
@@ -258,75 +254,88 @@ class Sequential:
         return int(np.sum(predicted == labels))
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
-            validation_data=None, verbose: int = 1) -> History:
+            validation_data=None, verbose: int = 1, checkpoint_dir=None, checkpoint_every: int | None = None,
+            resume: bool = False) -> History:
         """Train for ``epochs`` passes over ``(x, y)`` in mini-batches (the last one may be smaller).
 
         The epoch's reported loss is, as in Keras, the mean of the batches' losses (each measured before
         that batch's update) weighted by batch size. Shuffling uses ``numpy.random.default_rng(seed)``
         (``seed=None``: the model's own generator), so a seed reproduces training bit for bit.
+
+        ``checkpoint_dir``: save model, optimizer state, shuffling RNG state and position atomically after every
+        epoch and every ``checkpoint_every`` steps; ``resume=True`` continues from the last checkpoint so that
+        the final weights are bit-identical to an uninterrupted run.
         """
+        from .checkpoint import Checkpointer, TrainingState
+
         self._require_compiled()
-        x = self._as_batch(x)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        x = self._as_batch(x, require_finite=True)
+        y = validation.check_labels(y, len(x), self.output_shape, f"model {self.name!r} fit")
+        batch_size = validation.check_positive_int(batch_size, "batch_size")
+        if validation_data is not None:
+            validation_data = (self._as_batch(validation_data[0], require_finite=True), validation_data[1])
         rng = np.random.default_rng(seed) if seed is not None else self.rng
-        history = History()
-        for epoch in range(epochs):
+        checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir is not None else None
+        state = TrainingState()
+        if resume:
+            if checkpointer is None:
+                raise ValueError("resume=True needs checkpoint_dir")
+            state = checkpointer.restore(self, rng)
+        history = state.history
+        for epoch in range(state.epoch, epochs):
+            if state.step == 0:
+                state.rng_state = rng.bit_generator.state  # so a resumed run redraws this epoch's order
+            else:
+                rng.bit_generator.state = state.rng_state  # resuming mid-epoch: the same order again
             order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            logs = self._run_epoch(x, y, order, batch_size, epoch, epochs, verbose)
+            logs = self._run_epoch(x, y, order, batch_size, epoch, epochs, verbose, state, checkpointer)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
                 logs.update({f"val_{key}": value for key, value in val.items()})
             history.append(epoch, logs)
+            state.next_epoch(epoch + 1, rng.bit_generator.state)
+            if checkpointer is not None:
+                checkpointer.save(self, state)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()),
                       file=sys.stderr)
         return history
 
-    def _run_epoch(self, x, y, order, batch_size, epoch, epochs, verbose) -> dict:
+    def _run_epoch(self, x, y, order, batch_size, epoch, epochs, verbose, state, checkpointer) -> dict:
         from tqdm.auto import tqdm
 
-        total_loss, total_correct, seen = 0.0, 0, 0
-        starts = range(0, len(x), batch_size)
+        starts = range(state.step * batch_size, len(x), batch_size)
         bar = tqdm(starts, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=not verbose,
                    leave=False, file=sys.stderr)
         for start in bar:
             batch = order[start:start + batch_size]
             xb, yb = x[batch], y[batch]
-            loss = self.train_step(xb, yb)
-            total_loss += loss * len(batch)
-            seen += len(batch)
-            if self.metrics:
-                total_correct += self._correct(yb, self._last_output)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        logs = {"loss": total_loss / seen}
+            try:
+                loss = self.train_step(xb, yb)
+            except TrainingDivergedError as error:
+                raise TrainingDivergedError(f"epoch {epoch + 1}, step {state.step + 1}: {error}") from None
+            state.add_batch(loss, len(batch), self._correct(yb, self._last_output) if self.metrics else 0)
+            if checkpointer is not None and checkpointer.due(state.step):
+                checkpointer.save(self, state)
+            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}")
+        logs = {"loss": state.loss_sum / state.seen}
         if self.metrics:
-            logs["accuracy"] = total_correct / seen
+            logs["accuracy"] = state.correct / state.seen
         return logs
 
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
         """Model outputs for ``x``, computed ``batch_size`` examples at a time."""
-        x = self._as_batch(x)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
-        if not outputs:
-            return np.zeros((0, *self.output_shape), dtype=self.dtype)
-        return np.concatenate(outputs)
+        x = self._as_batch(x, require_finite=True)
+        batch_size = validation.check_positive_int(batch_size, "batch_size")
+        return np.concatenate([self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)])
 
     def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, return_dict: bool = False):
         """``[loss, accuracy]`` over ``(x, y)`` (``{"loss": .., "accuracy": ..}`` with ``return_dict``).
         The loss is the mean over examples, computed as Keras does (fused from the logits after a softmax)."""
         loss_fn = self._require_compiled()
-        x = self._as_batch(x)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        x = self._as_batch(x, require_finite=True)
+        y = validation.check_labels(y, len(x), self.output_shape, f"model {self.name!r} evaluate")
+        batch_size = validation.check_positive_int(batch_size, "batch_size")
         total_loss, total_correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -356,7 +365,7 @@ class Sequential:
         weights = list(weights)
         expected = sum(len(layer.params) for layer in self.layers)
         if len(weights) != expected:
-            raise ValueError(f"model {self.name!r} has {expected} weight arrays, got a list of {len(weights)}")
+            raise ShapeError(f"model {self.name!r} has {expected} weight arrays, got a list of {len(weights)}")
         position = 0
         for layer in self.layers:
             count = len(layer.params)

@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 
+from ..errors import ShapeError
+
 
 def snake_case(name: str) -> str:
     """``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d`` (Keras's automatic layer names)."""
@@ -61,11 +63,11 @@ class Layer:
     def set_weights(self, weights) -> None:
         weights = list(weights)
         if len(weights) != len(self.params):
-            raise ValueError(f"layer {self.name!r} expects {len(self.params)} weight arrays, got {len(weights)}")
+            raise ShapeError(f"layer {self.name!r} expects {len(self.params)} weight arrays, got {len(weights)}")
         for (key, current), new in zip(self.params.items(), weights):
             new = np.asarray(new)
             if new.shape != current.shape:
-                raise ValueError(
+                raise ShapeError(
                     f"layer {self.name!r}: weight {key!r} has shape {current.shape}, got {new.shape}"
                 )
             current[...] = new  # in place, so views (e.g. an optimizer's flat buffer) stay valid
@@ -120,7 +122,17 @@ class AffineLayer(Layer):
             return self.params["bias"]
         return np.zeros(self.params["kernel"].shape[-1], dtype=self.dtype)
 
+    def check_input(self, x) -> None:
+        """Rank and the last axis (channels or features) must fit the kernel; spatial sizes may vary (a
+        convolution runs on any image size, which DeepDream and texture synthesis use)."""
+        kernel = self.params["kernel"]
+        expected = (None,) * (kernel.ndim - 2) + (kernel.shape[-2],)
+        if x.ndim != len(expected) + 1 or x.shape[-1] != kernel.shape[-2]:
+            shown = ", ".join("?" if d is None else str(d) for d in expected)
+            raise ShapeError(f"layer {self.name!r} ({type(self).__name__}) expects input (N, {shown}), got {x.shape}")
+
     def forward(self, x, training=False):
+        self.check_input(x)
         z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias())
         self.pre_activation = z
         y, self._activation_cache = self._activation_forward(z)
