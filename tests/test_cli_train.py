@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -81,8 +82,14 @@ def test_bad_model_file_is_one_line_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian package dataset-fashion-mnist is not installed")
 def test_fashion_mnist_five_epochs_reach_90_percent(tmp_path):
-    result = run_cli("train", "--dataset", "fashion-mnist", "--epochs", "5", "--out", str(tmp_path), "--quiet",
-                     timeout=1800)
-    assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "history.json").read_text())
-    assert record["test_accuracy"] >= 0.90, record
+    """Full Fashion-MNIST, 5 epochs, batch 32, as ``numcnn train`` runs it, for seeds 0, 1, 2: float32
+    training is chaotic (see numcnn.verify), so one seed's accuracy is a draw from a spread of about ±0.5
+    points; the claim tested is about the model and the training, i.e. their mean."""
+    accuracies = []
+    for seed in (0, 1, 2):
+        result = run_cli("train", "--dataset", "fashion-mnist", "--epochs", "5", "--seed", str(seed),
+                         "--out", str(tmp_path / str(seed)), "--quiet", timeout=1800)
+        assert result.returncode == 0, result.stderr
+        accuracies.append(json.loads((tmp_path / str(seed) / "history.json").read_text())["test_accuracy"])
+    print(f"Fashion-MNIST test accuracy after 5 epochs, seeds 0-2: {accuracies}")
+    assert np.mean(accuracies) >= 0.90, accuracies

@@ -1,0 +1,361 @@
+"""Write the teaching notebooks (outputs stripped) from the cells below: ``python notebooks/build_notebooks.py``.
+
+Keeping the notebooks as Python source makes them easy to review and diff; the tests execute the .ipynb files.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+SETUP = """import numpy as np
+import matplotlib.pyplot as plt
+import numcnn
+from numcnn.datasets import load_dataset
+from numcnn.preprocessing import images_to_input
+np.set_printoptions(precision=4, suppress=True)
+(x_train_u8, y_train), (x_test_u8, y_test) = load_dataset("mnist-5k")   # 5,000 real MNIST digits, embedded
+x_train, x_test = images_to_input(x_train_u8), images_to_input(x_test_u8)"""
+
+NOTEBOOKS = {}
+
+NOTEBOOKS["01_convolution"] = [
+    ("md", """# 1. Convolution, exactly
+
+The source document writes a convolutional layer as
+
+$$y_{ij} = f\\Big(\\sum_k x_{ik}\\, w_{kj} + b_j\\Big)$$
+
+That is really a *matrix product*: row $i$ of $x$ is one receptive field (all pixels and channels under the filter
+at output position $i$), column $j$ of $w$ is one filter. With every index written out (NHWC, Keras's layout,
+kernel $w[p, q, k, j]$ of shape $(K_H, K_W, C_{in}, C_{out})$):
+
+$$y[n, r, c, j] = b_j + \\sum_{p=0}^{K_H-1} \\sum_{q=0}^{K_W-1} \\sum_{k=0}^{C_{in}-1} x_{pad}[n,\\; r s_h + p,\\; c s_w + q,\\; k]\\; w[p, q, k, j]$$
+
+(then the activation $f$). Output size: `valid` $\\lfloor (H - K_H)/s_h \\rfloor + 1$; `same` $\\lceil H/s_h \\rceil$ with
+total padding $\\max((\\text{out}-1)s_h + K_H - H, 0)$, split with the **odd pixel at the bottom/right** (TensorFlow's rule)."""),
+    ("code", SETUP),
+    ("md", "## A 4x4 example by hand\nA 3x3 filter on a 4x4 image, stride 1, `valid`: 2x2 outputs. Each is the sum of 9 products."),
+    ("code", """x = np.arange(16, dtype=float).reshape(4, 4)
+w = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=float)   # a vertical-edge filter
+by_hand = np.zeros((2, 2))
+for r in range(2):
+    for c in range(2):
+        window = x[r:r + 3, c:c + 3]
+        by_hand[r, c] = np.sum(window * w)
+        print(f"y[{r},{c}] = sum({window.tolist()} * w) = {by_hand[r, c]}")
+from numcnn.kernels import reference
+y, _ = reference.conv2d_forward(x.reshape(1, 4, 4, 1), w.reshape(3, 3, 1, 1), np.zeros(1))
+print("formula-literal reference:", y[0, :, :, 0].tolist())"""),
+    ("md", "Each column of `x` grows by 1 to the right, so `left - right` is always -2 per row: 3 rows give -6."),
+    ("md", "## TensorFlow's asymmetric `same` padding\nWith stride 2 a 4x4 input needs one extra row and column in total: TensorFlow puts it at the **bottom/right**."),
+    ("code", """from numcnn.kernels.geometry import output_size_and_padding
+for size, kernel, stride in [(4, 3, 2), (5, 3, 2), (28, 3, 1), (7, 4, 3)]:
+    out, before, after = output_size_and_padding(size, kernel, stride, "same")
+    print(f"input {size}, kernel {kernel}, stride {stride}: output {out}, padding top/left {before}, bottom/right {after}")"""),
+    ("md", "## The literal loop and the fast kernel agree\nThe fast kernel unrolls every receptive field into a row (*im2col*, Numba) and does one BLAS matrix product: the document's formula, literally a matrix product."),
+    ("code", """import time
+from numcnn import kernels
+rng = np.random.default_rng(0)
+batch = x_train[:8]
+w = rng.normal(scale=0.3, size=(3, 3, 1, 8)).astype(np.float32)
+b = np.zeros(8, np.float32)
+t = time.perf_counter(); y_ref, _ = reference.conv2d_forward(batch, w, b); t_ref = time.perf_counter() - t
+kernels.conv2d_forward(batch, w, b)  # first call compiles
+t = time.perf_counter(); y_fast, _ = kernels.conv2d_forward(batch, w, b); t_fast = time.perf_counter() - t
+print(f"max |fast - reference| = {np.abs(y_fast - y_ref).max():.2e}; reference {t_ref*1e3:.0f} ms, fast {t_fast*1e3:.2f} ms "
+      f"({t_ref / t_fast:.0f}x faster)")"""),
+    ("md", "## A filter sliding over a real digit, and its feature maps"),
+    ("code", """digit = x_train[0, :, :, 0]
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+for axis, (r, c) in zip(axes, [(0, 0), (8, 6), (14, 14), (25, 25)]):
+    axis.imshow(digit, cmap="gray")
+    axis.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 3, 3, fill=False, color="red", lw=2))
+    axis.set_title(f"window at row {r}, col {c}"); axis.axis("off")
+plt.show()
+edges = np.stack([np.array([[1, 0, -1]] * 3), np.array([[1, 0, -1]] * 3).T, np.ones((3, 3)) / 9,
+                  np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]])], axis=-1)[:, :, None, :].astype(np.float32)
+maps, _ = kernels.conv2d_forward(x_train[:1], edges, np.zeros(4, np.float32), padding="same")
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+for k, name in enumerate(["vertical edges", "horizontal edges", "blur", "Laplacian"]):
+    axes[k].imshow(maps[0, :, :, k], cmap="RdBu_r"); axes[k].set_title(name); axes[k].axis("off")
+plt.show()"""),
+]
+
+NOTEBOOKS["02_pooling_dense_activations"] = [
+    ("md", """# 2. Max pooling, dense layers, ReLU and softmax
+
+The document's pooling formula $y_i = \\max(x_{2i-1}, x_{2i})$ is one-dimensional with windows of 2. In 2-D, per channel:
+
+$$y[n, r, c, k] = \\max_{p < P_H,\\, q < P_W} x_{pad}[n, r s_h + p, c s_w + q, k] \\qquad (\\text{padding} = -\\infty)$$
+
+**Backward**: each output's gradient goes to *one* input, the window's first maximum in row-major order (TensorFlow's
+tie rule); windows that overlap (stride < pool size) **add** their gradients."""),
+    ("code", SETUP),
+    ("code", """from numcnn import kernels
+x = np.array([[1, 3, 2, 2],
+              [3, 0, 2, 2],
+              [0, 5, 1, 0],
+              [4, 1, 0, 1]], dtype=float).reshape(1, 4, 4, 1)
+y, cache = kernels.maxpool2d_forward(x, (2, 2))
+print("pooled:\\n", y[0, :, :, 0])
+print("gradient of sum(y): where each window's gradient goes (ties: the first max wins)\\n",
+      kernels.maxpool2d_backward(np.ones_like(y), cache)[0, :, :, 0])"""),
+    ("md", "With a 2x2 window moved by 1 (overlapping), an element can win several windows: its gradient is the **sum**."),
+    ("code", """y, cache = kernels.maxpool2d_forward(x, (2, 2), strides=(1, 1))
+print(kernels.maxpool2d_backward(np.ones_like(y), cache)[0, :, :, 0])"""),
+    ("md", "## Dense: a matrix product\n$y_j = f(\\sum_i x_i w_{ij} + b_j)$, i.e. $Y = f(XW + b)$ with $W$ of shape (inputs, units) as in Keras."),
+    ("code", """rng = np.random.default_rng(0)
+X, W, b = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=4)
+print(np.allclose(kernels.dense_forward(X, W, b)[0], X @ W + b))"""),
+    ("md", "## ReLU and a numerically stable softmax\n$\\mathrm{softmax}(z)_j = e^{z_j} / \\sum_k e^{z_k}$ overflows for large logits. Subtracting $\\max z$ changes nothing mathematically (it cancels) but keeps every exponent $\\le 0$."),
+    ("code", """z = np.array([[1000.0, 1001.0, 999.0]])
+with np.errstate(over="ignore", invalid="ignore"):
+    naive = np.exp(z) / np.exp(z).sum()
+print("naive:", naive, "  stable:", kernels.softmax_forward(z)[0])
+print("relu:", kernels.relu_forward(np.array([-2.0, 0.0, 3.0]))[0])"""),
+]
+
+NOTEBOOKS["03_backprop_by_hand"] = [
+    ("md", """# 3. Backpropagation by hand
+
+For a loss $L$ and a layer $y = g(x, w)$, backward turns $\\partial L/\\partial y$ into $\\partial L/\\partial x$ and $\\partial L/\\partial w$ by the chain rule.
+
+* **Dense** $Y = XW + b$: $\\;\\partial L/\\partial X = (\\partial L/\\partial Y) W^T$, $\\;\\partial L/\\partial W = X^T (\\partial L/\\partial Y)$, $\\;\\partial L/\\partial b = \\sum_n \\partial L/\\partial Y_n$.
+* **Convolution**: every product $x_{pad}[n, rs+p, cs+q, k]\\, w[p,q,k,j]$ sends $\\partial L/\\partial y[n,r,c,j]$ to both factors:
+  $\\partial L/\\partial w[p,q,k,j] = \\sum_{n,r,c} \\partial L/\\partial y[n,r,c,j]\\; x_{pad}[n, rs+p, cs+q, k]$ and symmetrically for $x$.
+* **Max pooling**: the gradient goes to the winner; overlapping windows add.
+* **ReLU**: $\\partial L/\\partial x = \\partial L/\\partial y \\cdot [x > 0]$. **Softmax**: $\\partial L/\\partial z_i = p_i(\\partial L/\\partial p_i - \\sum_j p_j \\partial L/\\partial p_j)$.
+
+We check each against **finite differences** in float64: $\\partial L/\\partial x_i \\approx (L(x + \\epsilon e_i) - L(x - \\epsilon e_i)) / 2\\epsilon$."""),
+    ("code", """import numpy as np
+from numcnn import kernels
+
+def numerical_gradient(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]; x[i] = old + eps; plus = f(); x[i] = old - eps; minus = f(); x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b))
+
+rng = np.random.default_rng(0)
+x, w, b = rng.normal(size=(2, 6, 7, 3)), rng.normal(size=(3, 3, 3, 4)), rng.normal(size=4)
+y, cache = kernels.conv2d_forward(x, w, b, (2, 2), "same")
+upstream = rng.normal(size=y.shape)           # L = sum(upstream * y)
+loss = lambda: np.sum(upstream * kernels.conv2d_forward(x, w, b, (2, 2), "same")[0])
+dx, dw, db = kernels.conv2d_backward(upstream, cache)
+for name, array, grad in [("dx", x, dx), ("dw", w, dw), ("db", b, db)]:
+    print(f"conv {name}: relative error {relative_error(numerical_gradient(loss, array), grad):.1e}")"""),
+    ("code", """xp = rng.permutation(np.arange(2 * 6 * 6 * 2, dtype=float)).reshape(2, 6, 6, 2)   # distinct values: no ties
+y, cache = kernels.maxpool2d_forward(xp, (3, 3), (2, 2))
+upstream = rng.normal(size=y.shape)
+loss = lambda: np.sum(upstream * kernels.maxpool2d_forward(xp, (3, 3), (2, 2))[0])
+print("max-pool dx relative error:", relative_error(numerical_gradient(loss, xp, eps=1e-3),
+                                                    kernels.maxpool2d_backward(upstream, cache)))
+z = rng.normal(size=(3, 5))
+for name in ["relu", "softmax"]:
+    forward, backward = getattr(kernels, f"{name}_forward"), getattr(kernels, f"{name}_backward")
+    up = rng.normal(size=z.shape)
+    err = relative_error(numerical_gradient(lambda: np.sum(up * forward(z)[0]), z), backward(up, forward(z)[1]))
+    print(f"{name} relative error: {err:.1e}")"""),
+    ("md", "## A wrong formula fails the check\nWriting `=` instead of `+=` in the max-pool backward is invisible when windows do not overlap. With overlapping windows the finite-difference check catches it:"),
+    ("code", """def wrong_maxpool_backward(dy, x, pool=3, stride=2):
+    dx = np.zeros_like(x)
+    for n, r, c, k in np.ndindex(dy.shape):
+        window = x[n, r*stride:r*stride+pool, c*stride:c*stride+pool, k]
+        i, j = np.unravel_index(np.argmax(window), window.shape)
+        dx[n, r*stride + i, c*stride + j, k] = dy[n, r, c, k]      # BUG: '=' instead of '+='
+    return dx
+y, _ = kernels.maxpool2d_forward(xp, (3, 3), (2, 2))
+upstream = rng.normal(size=y.shape)
+loss = lambda: np.sum(upstream * kernels.maxpool2d_forward(xp, (3, 3), (2, 2))[0])
+print("wrong formula, relative error:", relative_error(numerical_gradient(loss, xp, eps=1e-3),
+                                                     wrong_maxpool_backward(upstream, xp)))"""),
+    ("md", "## The whole model\nThe same check on every weight of a small CNN, through `model.loss_and_gradients` (float64):"),
+    ("code", """from numcnn import Sequential
+from numcnn.layers import Input, Conv2D, MaxPooling2D, Flatten, Dense
+model = Sequential([Input((8, 8, 1)), Conv2D(3, 3, activation="relu"), MaxPooling2D(2), Flatten(),
+                    Dense(4, activation="softmax")], seed=0, dtype="float64")
+model.compile("sgd", "sparse_categorical_crossentropy")
+xb, yb = rng.normal(size=(4, 8, 8, 1)), np.array([0, 1, 2, 3])
+_, grads = model.loss_and_gradients(xb, yb)
+for param, grad in zip(model.trainable_params(), grads):
+    numerical = numerical_gradient(lambda: model.loss_and_gradients(xb, yb)[0], param)
+    print(param.shape, f"relative error {relative_error(numerical, grad):.1e}")"""),
+]
+
+NOTEBOOKS["04_training"] = [
+    ("md", """# 4. Training: the document's Keras example, line by line in numcnn
+
+```python
+# Keras (the source document)
+model = Sequential([
+    Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)),
+    MaxPooling2D((2, 2)),
+    Conv2D(64, (3, 3), activation='relu'),
+    MaxPooling2D((2, 2)),
+    Conv2D(64, (3, 3), activation='relu'),
+    Flatten(),
+    Dense(64, activation='relu'),
+    Dense(10, activation='softmax')])
+model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+model.fit(x_train, y_train, epochs=5)
+```"""),
+    ("code", SETUP),
+    ("code", """from numcnn.layers import Input, Conv2D, MaxPooling2D, Flatten, Dense
+model = numcnn.Sequential([
+    Input((28, 28, 1)),
+    Conv2D(32, (3, 3), activation="relu"),
+    MaxPooling2D((2, 2)),
+    Conv2D(64, (3, 3), activation="relu"),
+    MaxPooling2D((2, 2)),
+    Conv2D(64, (3, 3), activation="relu"),
+    Flatten(),
+    Dense(64, activation="relu"),
+    Dense(10, activation="softmax"),
+], seed=0)
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.summary()
+print("initial loss (should be about ln 10 = 2.303):", model.evaluate(x_test, y_test)[0])"""),
+    ("code", """history = model.fit(x_train, y_train, epochs=3, batch_size=32, seed=0, validation_data=(x_test, y_test))
+print("held-out accuracy:", model.evaluate(x_test, y_test)[1])"""),
+    ("code", """fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+for axis, key in zip(axes, ["loss", "accuracy"]):
+    axis.plot(history.history[key], "o-", label="train"); axis.plot(history.history["val_" + key], "s--", label="held out")
+    axis.set_title(key); axis.set_xlabel("epoch"); axis.legend()
+plt.show()"""),
+    ("md", "## What it gets wrong"),
+    ("code", """probabilities = model.predict(x_test)
+predicted = probabilities.argmax(axis=1)
+wrong = np.flatnonzero(predicted != y_test)[:10]
+fig, axes = plt.subplots(1, len(wrong), figsize=(1.2 * len(wrong), 1.8))
+for axis, i in zip(np.atleast_1d(axes), wrong):
+    axis.imshow(x_test[i, :, :, 0], cmap="gray"); axis.set_title(f"{y_test[i]}→{predicted[i]}"); axis.axis("off")
+plt.show()"""),
+    ("md", "## The learned 3x3 filters of the first layer"),
+    ("code", """kernel = model.layers[0].params["kernel"]   # (3, 3, 1, 32), Keras layout
+fig, axes = plt.subplots(2, 16, figsize=(12, 1.8))
+for k, axis in enumerate(axes.ravel()):
+    axis.imshow(kernel[:, :, 0, k], cmap="RdBu_r"); axis.axis("off")
+plt.show()"""),
+]
+
+NOTEBOOKS["05_verify_against_tensorflow"] = [
+    ("md", """# 5. Same weights, same batch: numcnn vs TensorFlow
+
+`numcnn.verify` runs identical numbers through numcnn and Keras 3 (gradients from `tf.GradientTape`) and reports the
+largest absolute and relative differences. This notebook runs the TensorFlow parts only when TensorFlow is installed."""),
+    ("code", """try:
+    from numcnn import verify
+    tf, keras = verify.import_tensorflow()
+    print("TensorFlow", tf.__version__, "/ Keras", keras.__version__)
+except ImportError:
+    tf = None
+    print("TensorFlow is not installed: pip install -e '.[tf]' to run the comparisons below")"""),
+    ("code", """import numpy as np
+import numcnn
+from numcnn.interop.keras import to_keras
+if tf is not None:
+    model = numcnn.seed_mnist_model(seed=0)
+    keras_model = to_keras(model)                      # same layers, same weights
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype(np.float32)
+    rows = verify.compare_model("seed model", model, x, keras_model=keras_model)
+    print(verify.format_table(rows))"""),
+    ("md", "## Losses and an Adam step\nKeras's Adam adds epsilon to the *uncorrected* $\\sqrt{v}$ and rounds the learning rate and betas through float32; numcnn does the same."),
+    ("code", """if tf is not None:
+    rng = np.random.default_rng(1)
+    rows = []
+    for case, ours, theirs, y_true, y_pred in verify.loss_cases(rng):
+        rows += verify.compare_loss(case, ours, theirs, y_true, y_pred)
+    for case, ours, theirs in verify.optimizer_cases():
+        rows += verify.compare_optimizer(case, ours, theirs, rng)
+    print(verify.format_table(rows))"""),
+    ("md", "## Twenty training steps on the same batches"),
+    ("code", """if tf is not None:
+    print(verify.format_table(verify.seed_model_rows(steps=20)))"""),
+]
+
+NOTEBOOKS["06_generation_and_explanation"] = [
+    ("md", """# 6. Generation and explanation with the network's own input gradient
+
+The source document's `generate_digit` does not generate anything:"""),
+    ("code", SETUP + """
+model = numcnn.seed_mnist_model(seed=0)
+model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, epochs=3, batch_size=32, seed=0, verbose=0)
+print("held-out accuracy:", model.evaluate(x_test, y_test)[1])"""),
+    ("code", """def generate_digit(model, seed):          # as written in the source document
+    noise = np.zeros((1, 28, 28, 1))
+    noise[0, seed] = 1                       # sets one row of a zero image to 1
+    prediction = model.predict(noise.astype(np.float32))
+    return np.argmax(prediction)
+print([int(generate_digit(model, seed)) for seed in range(5)], "- a class index, not an image")"""),
+    ("md", """## Class images from a seed
+Gradient ascent on the target **logit** with an image prior (decay, total variation, blur) and robustness to small
+shifts/rotations. Without the prior, the same ascent produces patterns the network scores highly but nobody would call digits."""),
+    ("code", """from numcnn.generate import class_images, Prior
+with_prior = class_images(model, range(10), seeds=[0, 1], steps=128)
+without = class_images(model, range(10), seeds=[0], steps=128, prior=Prior.off())
+fig, axes = plt.subplots(3, 10, figsize=(10, 3.3))
+for t in range(10):
+    for row, image in enumerate([with_prior[t, 0], with_prior[t, 1], np.clip(without[t, 0], 0, 1)]):
+        axes[row, t].imshow(image[:, :, 0], cmap="gray", vmin=0, vmax=1); axes[row, t].axis("off")
+    axes[0, t].set_title(str(t))
+plt.suptitle("rows: prior, seed 0 / prior, seed 1 / no prior"); plt.show()"""),
+    ("md", "## The effect of each regulariser (class 3)"),
+    ("code", """settings = {"all on": {}, "no TV": {"tv": 0}, "no blur": {"blur_every": 0}, "no jitter": {"jitter": 0, "rotate": 0, "scale": 0},
+            "no decay": {"l1": 0, "l2": 0}}
+from numcnn.generate import class_image
+fig, axes = plt.subplots(1, len(settings), figsize=(10, 2.3))
+for axis, (name, change) in zip(axes, settings.items()):
+    axis.imshow(class_image(model, 3, seed=0, steps=128, **change)[:, :, 0], cmap="gray", vmin=0, vmax=1)
+    axis.set_title(name); axis.axis("off")
+plt.show()"""),
+    ("md", "## DeepDream on a digit, and texture \"artwork\" (Gram matrices of a seeded random filter bank)"),
+    ("code", """from numcnn.generate import deep_dream, texture
+dream = deep_dream(model, x_test[0], ["conv2d_1"], seed=0, octaves=2, steps=10)
+from skimage import data, transform
+brick = transform.resize(data.brick(), (64, 64), anti_aliasing=True)
+exemplar = np.stack([brick * 0.9 + 0.05, brick * 0.6 + 0.1, brick * 0.4 + 0.05], axis=-1)
+art = texture(exemplar, seed=0, size=(64, 64), steps=100)
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
+for axis, image, title in zip(axes, [x_test[0, :, :, 0], dream[:, :, 0], exemplar, art],
+                              ["digit", "dream (conv2d_1)", "exemplar", "synthesised texture"]):
+    axis.imshow(image, cmap="gray" if image.ndim == 2 else None); axis.set_title(title); axis.axis("off")
+plt.show()"""),
+    ("md", "## Explanations: which pixels make the model say this?"),
+    ("code", """from numcnn import explain
+image, label = x_test[1], int(y_test[1])
+methods = ["gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "gradcam", "occlusion"]
+fig, axes = plt.subplots(1, len(methods) + 1, figsize=(13, 2.3))
+axes[0].imshow(image[:, :, 0], cmap="gray"); axes[0].set_title(f"label {label}")
+for axis, method in zip(axes[1:], methods):
+    result = explain.saliency(model, image, label, method=method)
+    heat = result[0] if isinstance(result, tuple) else result
+    axis.imshow(np.abs(heat), cmap="inferno"); axis.set_title(method, fontsize=8)
+for axis in axes: axis.axis("off")
+plt.show()
+_, completeness_error = explain.saliency(model, image, label, method="integrated_gradients")
+print(f"integrated gradients completeness error: {completeness_error:.2%}")"""),
+]
+
+
+def build() -> list[Path]:
+    paths = []
+    for name, cells in NOTEBOOKS.items():
+        notebook = new_notebook(cells=[new_markdown_cell(text) if kind == "md" else new_code_cell(text)
+                                       for kind, text in cells])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(notebook, path)
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for path in build():
+        print("wrote", path)
