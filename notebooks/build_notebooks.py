@@ -37,7 +37,10 @@ $$y[n, r, c, j] = b_j + \\sum_{p=0}^{K_H-1} \\sum_{q=0}^{K_W-1} \\sum_{k=0}^{C_{
 total padding $\\max((\\text{out}-1)s_h + K_H - H, 0)$, split with the **odd pixel at the bottom/right** (TensorFlow's rule)."""),
     ("code", SETUP),
     ("md", "## A 4x4 example by hand\nA 3x3 filter on a 4x4 image, stride 1, `valid`: 2x2 outputs. Each is the sum of 9 products."),
-    ("code", """x = np.arange(16, dtype=float).reshape(4, 4)
+    ("code", """x = np.array([[1, 2, 0, 1],
+              [0, 1, 3, 1],
+              [2, 1, 0, 0],
+              [1, 0, 2, 1]], dtype=float)
 w = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=float)   # a vertical-edge filter
 by_hand = np.zeros((2, 2))
 for r in range(2):
@@ -48,7 +51,7 @@ for r in range(2):
 from numcnn.kernels import reference
 y, _ = reference.conv2d_forward(x.reshape(1, 4, 4, 1), w.reshape(3, 3, 1, 1), np.zeros(1))
 print("formula-literal reference:", y[0, :, :, 0].tolist())"""),
-    ("md", "Each column of `x` grows by 1 to the right, so `left - right` is always -2 per row: 3 rows give -6."),
+    ("md", "The filter computes *left column minus right column* of each window: positive where the image gets darker to the right."),
     ("md", "## TensorFlow's asymmetric `same` padding\nWith stride 2 a 4x4 input needs one extra row and column in total: TensorFlow puts it at the **bottom/right**."),
     ("code", """from numcnn.kernels.geometry import output_size_and_padding
 for size, kernel, stride in [(4, 3, 2), (5, 3, 2), (28, 3, 1), (7, 4, 3)]:
