@@ -75,6 +75,7 @@ def _plot_history(history: dict, path: Path) -> None:
         if f"val_{key}" in history:
             axis.plot(epochs, history[f"val_{key}"], "s--", label="held out")
         axis.set_xlabel("epoch")
+        axis.set_xticks(list(epochs))
         axis.set_title(key)
         axis.grid(alpha=0.3)
         axis.legend()

@@ -211,6 +211,12 @@ class Sequential:
             return self.backward(self.layers[last].backward_from_pre_activation(dz), start=last)
         return self.backward(dz)
 
+    def loss_and_input_gradient(self, x, y) -> tuple[float, np.ndarray]:
+        """Loss of a batch and ``dL/dx`` (for adversarial examples); fills the weight gradients too."""
+        output = self.forward(x, training=True)
+        loss, dx = self._loss_and_backward(y, output)
+        return float(loss), dx
+
     def get_gradients(self) -> list[np.ndarray]:
         return [g for layer in self.layers for g in layer.get_gradients()]
 
@@ -317,7 +323,7 @@ class Sequential:
             state.add_batch(loss, len(batch), self._correct(yb, self._last_output) if self.metrics else 0)
             if checkpointer is not None and checkpointer.due(state.step):
                 checkpointer.save(self, state)
-            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}")
+            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
         logs = {"loss": state.loss_sum / state.seen}
         if self.metrics:
             logs["accuracy"] = state.correct / state.seen

@@ -154,3 +154,23 @@ def test_texture_matches_gram_statistics_without_copying(exemplar):
     correlation = fftconvolve(a, b[::-1, ::-1], mode="same") / a.size
     assert np.max(np.abs(correlation)) < 0.9
     np.testing.assert_array_equal(result, texture(exemplar, seed=0, size=(128, 128), steps=300))
+
+
+def test_fgsm_examples_raise_the_loss(seed_model, mnist):
+    """The input gradient points uphill: one signed step of 0.1 along it raises the loss of real digits."""
+    (x, y), _ = mnist
+    seed_model.compile("adam", "sparse_categorical_crossentropy")
+    loss, dx = seed_model.loss_and_input_gradient(x[:64], y[:64])
+    adversarial = np.clip(x[:64] + 0.1 * np.sign(dx), 0, 1).astype(np.float32)
+    assert seed_model.evaluate(adversarial, y[:64])[0] > 2 * loss
+
+
+def test_robust_training_still_learns(mnist):
+    from numcnn.generate import robust_fit
+
+    (x, y), (x_test, y_test) = mnist
+    model = numcnn.seed_mnist_model(seed=1)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    losses = robust_fit(model, x, y, epochs=2, seed=0)
+    assert losses[1] < losses[0]
+    assert model.evaluate(x_test, y_test)[1] > 0.9
