@@ -117,15 +117,12 @@ def keras_worker(x, y, xt, batch_sizes, warmup):
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
     import keras
 
+    from numcnn.interop.keras import keras_seed_mnist_model
+
     results = {}
     for batch in batch_sizes:
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, (3, 3), activation="relu"), keras.layers.MaxPooling2D((2, 2)),
-            keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.MaxPooling2D((2, 2)),
-            keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+        model = keras_seed_mnist_model()
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         model.fit(x[:warmup], y[:warmup], epochs=1, batch_size=batch, verbose=0)
         start = time.perf_counter()

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .generate.activations import forward_activations
+
 METHODS = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "gradcam", "occlusion")
 
 
@@ -87,7 +89,7 @@ def last_conv_index(model) -> int:
 def gradcam(model, x, target):
     """Grad-CAM on the last Conv2D layer's (post-activation) output, upsampled to the input size."""
     index = last_conv_index(model)
-    activations = _layer_output(model, x, index)  # A: (1, h, w, C)
+    activations = forward_activations(model, np.asarray(x)[None], index)[-1]  # A: (1, h, w, C)
     logits = model.forward_logits(np.asarray(x, model.dtype)[None])
     dz = np.zeros_like(logits)
     dz[0, target] = 1
@@ -107,13 +109,6 @@ def gradcam(model, x, target):
     cam = np.maximum((activations[0] * weights).sum(axis=-1), 0)  # ReLU(Σ_c α_c A_c)
     factors = (model.input_shape[0] / cam.shape[0], model.input_shape[1] / cam.shape[1])
     return ndimage.zoom(cam, factors, order=1)
-
-
-def _layer_output(model, x, index):
-    h = np.asarray(x, model.dtype)[None]
-    for layer in model.layers[:index + 1]:
-        h = layer.forward(h)
-    return h
 
 
 def occlusion(model, x, target, patch=4, baseline=0.0):
@@ -136,10 +131,5 @@ def occlusion(model, x, target, patch=4, baseline=0.0):
 
 def feature_maps(model, x, layer=None) -> dict:
     """Every (or one) layer's activations for one image: ``{layer name: array (H, W, C) or (units,)}``."""
-    outputs = {}
-    h = np.asarray(x, model.dtype)[None]
-    for layer_ in model.layers:
-        h = layer_.forward(h)
-        if layer is None or layer_.name == layer:
-            outputs[layer_.name] = h[0]
-    return outputs
+    outputs = forward_activations(model, np.asarray(x)[None], len(model.layers) - 1)
+    return {l.name: out[0] for l, out in zip(model.layers, outputs) if layer is None or l.name == layer}

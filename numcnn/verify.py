@@ -296,17 +296,12 @@ def seed_model_rows(steps: int = 20, seed: int = 0) -> list[Row]:
     """The source document's MNIST model: Keras-initialised weights imported into numcnn, then predictions,
     gradients on a batch, and ``steps`` Adam steps on the same batches of real MNIST digits."""
     from .datasets import load_embedded_mnist
-    from .interop.keras import from_keras
+    from .interop.keras import from_keras, keras_seed_mnist_model
     from .preprocessing import images_to_input
 
     _, keras = import_tensorflow()
     keras.utils.set_random_seed(seed)
-    keras_model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(32, (3, 3), activation="relu"), keras.layers.MaxPooling2D((2, 2)),
-        keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.MaxPooling2D((2, 2)),
-        keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    keras_model = keras_seed_mnist_model()
     model = from_keras(keras_model)
     (x, y), _ = load_embedded_mnist()
     x, y = images_to_input(x), y.astype(np.int64)

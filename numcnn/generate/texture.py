@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from .activations import objective_input_gradient
+from .activations import forward_activations, objective_input_gradient
 
 
 def random_filter_bank(seed: int = 0, channels: int = 3, widths=(48, 64, 64), dtype="float64"):
@@ -53,11 +53,7 @@ def _gram_objective(target):
 
 def gram_targets(network, image, layers=None) -> dict:
     layers = layers if layers is not None else list(range(len(network.layers)))
-    outputs = []
-    h = np.asarray(image, dtype=network.dtype)[None]
-    for layer in network.layers[:max(layers) + 1]:
-        h = layer.forward(h)
-        outputs.append(h)
+    outputs = forward_activations(network, np.asarray(image)[None], max(layers))
     return {index: gram(outputs[index]) for index in layers}
 
 
@@ -105,10 +101,7 @@ def texture(exemplar, seed: int = 0, size=(128, 128), network=None, layers=None,
 
 
 def _with_content(style_objective, network, content, index, weight):
-    h = np.asarray(content, dtype=network.dtype)[None]
-    for layer in network.layers[:index + 1]:
-        h = layer.forward(h)
-    target = h.astype(np.float64)
+    target = forward_activations(network, np.asarray(content)[None], index)[index].astype(np.float64)
 
     def objective(activation):
         value, grad = style_objective(activation)

@@ -132,6 +132,18 @@ def to_keras(model: Sequential):
     return keras_model
 
 
+def keras_seed_mnist_model():
+    """The source document's model, written in Keras exactly as the document writes it (imports Keras)."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(32, (3, 3), activation="relu"), keras.layers.MaxPooling2D((2, 2)),
+        keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.MaxPooling2D((2, 2)),
+        keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+
+
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
