@@ -129,6 +129,19 @@ def occlusion(model, x, target, patch=4, baseline=0.0):
     return total / np.maximum(counts, 1)
 
 
+def filter_pictures(model, layer=None) -> np.ndarray:
+    """A Conv2D layer's filters as pictures (n_filters, KH, KW), each scaled to [0, 1] (first conv by default;
+    multi-channel filters are averaged over their input channels)."""
+    from .generate.activations import layer_index
+
+    index = layer_index(model, layer) if layer is not None else next(
+        i for i, l in enumerate(model.layers) if "kernel" in l.params and l.params["kernel"].ndim == 4)
+    kernel = model.layers[index].params["kernel"].mean(axis=2)  # (KH, KW, n_filters)
+    pictures = np.moveaxis(kernel, -1, 0)
+    low = pictures.min(axis=(1, 2), keepdims=True)
+    return (pictures - low) / (pictures.max(axis=(1, 2), keepdims=True) - low + 1e-12)
+
+
 def feature_maps(model, x, layer=None) -> dict:
     """Every (or one) layer's activations for one image: ``{layer name: array (H, W, C) or (units,)}``."""
     outputs = forward_activations(model, np.asarray(x)[None], len(model.layers) - 1)

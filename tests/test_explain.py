@@ -100,3 +100,11 @@ def test_feature_maps_have_layer_shapes(trained, data):
 def test_unknown_method_is_a_clear_error(trained, data):
     with pytest.raises(ValueError, match="unknown saliency method"):
         explain.saliency(trained, data[2][0], 0, method="magic")
+
+
+def test_filter_pictures_are_the_scaled_first_layer_kernels(trained):
+    pictures = explain.filter_pictures(trained)
+    kernel = trained.layers[0].params["kernel"][:, :, 0, :]
+    assert pictures.shape == (32, 3, 3) and pictures.min() == 0 and np.allclose(pictures.max(axis=(1, 2)), 1)
+    # a per-filter affine rescaling keeps the order of the weights
+    assert np.array_equal(np.argsort(pictures[5].ravel()), np.argsort(kernel[:, :, 5].ravel()))
