@@ -330,7 +330,10 @@ for axis, image, title in zip(axes, [x_test[0, :, :, 0], dream[:, :, 0], exempla
                               ["digit", "dream (conv2d_1)", "exemplar", "synthesised texture"]):
     axis.imshow(image, cmap="gray" if image.ndim == 2 else None); axis.set_title(title); axis.axis("off")
 plt.show()"""),
-    ("md", "## Explanations: which pixels make the model say this?"),
+    ("md", """## Explanations: which pixels make the model say this?
+Gradient-based maps are pixel-sharp; Grad-CAM works on the last conv layer's output, which is only 3x3 here, so
+its map is a coarse blob upsampled to 28x28 (it shines on large images, not on MNIST); occlusion needs no gradient
+at all. Integrated gradients should add up to the logit difference from a black image (completeness)."""),
     ("code", """from numcnn import explain
 image, label = x_test[1], int(y_test[1])
 methods = ["gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "gradcam", "occlusion"]
