@@ -152,9 +152,8 @@ class Sequential:
         return dy
 
     def _softmax_output(self):
-        """How the model's output comes out of a softmax, for the fused loss: ``("layer", z)`` when the
-        last layer is a softmax activation layer, ``("activation", z)`` when it is a Dense/Conv2D with
-        ``activation="softmax"``, else ``None``."""
+        """How the model's output comes out of a softmax: ``"layer"`` when the last layer is a softmax
+        activation layer, ``"activation"`` when it is a Dense/Conv2D with ``activation="softmax"``, else None."""
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Activation) and last.activation == "softmax":
             return "layer"
@@ -165,17 +164,9 @@ class Sequential:
     def _loss_and_backward(self, y, output, need_input_gradient=True) -> tuple[float, np.ndarray]:
         """Loss of ``output`` against ``y``, then backward through the whole model; returns ``(loss, dx)``."""
         loss_fn = self._require_compiled()
-        fused = self._softmax_output() if loss_fn.fuses_with_softmax else None
-        last = len(self.layers) - 1
-        if fused == "layer":  # z is the input of the softmax layer = output of the layer before it
-            loss, dz = loss_fn.loss_and_gradient_from_logits(y, self._last_layer_input)
-            return loss, self.backward(dz, start=last, need_input_gradient=need_input_gradient)
-        if fused == "activation":
-            loss, dz = loss_fn.loss_and_gradient_from_logits(y, self.layers[last].pre_activation)
-            if last == 0:
-                return loss, self.layers[0].backward_from_pre_activation(dz, need_input_gradient)
-            dy = self.layers[last].backward_from_pre_activation(dz)
-            return loss, self.backward(dy, start=last, need_input_gradient=need_input_gradient)
+        if loss_fn.fuses_with_softmax and self._softmax_output():
+            loss, dz = loss_fn.loss_and_gradient_from_logits(y, self._logits(output))
+            return loss, self.backward_from_logits(dz, need_input_gradient)
         loss, dy = loss_fn.loss_and_gradient(y, output)
         return loss, self.backward(dy, need_input_gradient=need_input_gradient)
 
@@ -192,24 +183,30 @@ class Sequential:
     # ------------------------------------------------------------------------------------------
     def forward_logits(self, x) -> np.ndarray:
         """Forward pass returning the logits ``z`` (the input of a final softmax, or the output if none)."""
-        output = self.forward(x)
+        return self._logits(self.forward(x))
+
+    def _logits(self, output) -> np.ndarray:
+        """The logits of the last forward pass whose output was ``output``."""
         kind = self._softmax_output()
-        if kind == "layer":
+        if kind == "layer":  # the input of the softmax layer
             return self._last_layer_input
         if kind == "activation":
             return self.layers[-1].pre_activation
         return output
 
-    def backward_from_logits(self, dz) -> np.ndarray:
-        """``dL/dx`` given ``dz = dL/d(logits)`` after ``forward_logits``; fills every layer's ``grads``."""
+    def backward_from_logits(self, dz, need_input_gradient: bool = True) -> np.ndarray:
+        """``dL/dx`` given ``dz = dL/d(logits)`` after a forward pass; fills every layer's ``grads``."""
         dz = np.asarray(dz, dtype=self.dtype)
         kind = self._softmax_output()
         last = len(self.layers) - 1
         if kind == "layer":
-            return self.backward(dz, start=last)
+            return self.backward(dz, start=last, need_input_gradient=need_input_gradient)
         if kind == "activation":
-            return self.backward(self.layers[last].backward_from_pre_activation(dz), start=last)
-        return self.backward(dz)
+            if last == 0:
+                return self.layers[0].backward_from_pre_activation(dz, need_input_gradient)
+            dy = self.layers[last].backward_from_pre_activation(dz)
+            return self.backward(dy, start=last, need_input_gradient=need_input_gradient)
+        return self.backward(dz, need_input_gradient=need_input_gradient)
 
     def loss_and_input_gradient(self, x, y) -> tuple[float, np.ndarray]:
         """Loss of a batch and ``dL/dx`` (for adversarial examples); fills the weight gradients too."""
@@ -354,11 +351,8 @@ class Sequential:
         return results if return_dict else list(results.values())
 
     def _loss_only(self, loss_fn, y, output):
-        fused = self._softmax_output() if loss_fn.fuses_with_softmax else None
-        if fused == "layer":
-            return loss_fn.loss_and_gradient_from_logits(y, self._last_layer_input)[0]
-        if fused == "activation":
-            return loss_fn.loss_and_gradient_from_logits(y, self.layers[-1].pre_activation)[0]
+        if loss_fn.fuses_with_softmax and self._softmax_output():
+            return loss_fn.loss_and_gradient_from_logits(y, self._logits(output))[0]
         return loss_fn(y, output)
 
     # ------------------------------------------------------------------------------------------
