@@ -67,7 +67,8 @@ def numcnn_worker(x, y, xt, batch_sizes, warmup):
 
 
 def numcnn_layer_profile(batch=128, repeats=10):
-    """Per-layer forward/backward time and GFLOP/s of the seed model at ``batch`` (median of repeats)."""
+    """Per-step forward/backward time and GFLOP/s of the seed model at ``batch`` (median of repeats); a step
+    is one layer or a fused Conv2D + MaxPooling2D pair, as ``Sequential`` runs them in training."""
     import numpy as np
 
     import numcnn
@@ -76,29 +77,31 @@ def numcnn_layer_profile(batch=128, repeats=10):
     x = np.random.default_rng(0).random((batch, 28, 28, 1)).astype(np.float32)
     profile = []
     h = x
-    for index, layer in enumerate(model.layers):
+    for step in model.steps():
         forward, backward = [], []
         for _ in range(repeats + 1):
             start = time.perf_counter()
-            out = layer.forward(h)
+            out = model.step_forward(step, h, training=True)
             forward.append(time.perf_counter() - start)
+            dy = np.random.default_rng(1).normal(size=out.shape).astype(np.float32)
             start = time.perf_counter()
-            if index == 0 and hasattr(layer, "backward_from_pre_activation"):
-                layer.backward(np.ones_like(out), need_input_gradient=False)
-            else:
-                layer.backward(np.ones_like(out))
+            model.step_backward(step, dy, need_input_gradient=step[0] > 0)
             backward.append(time.perf_counter() - start)
-        flops = layer_flops(layer, batch)
+        layers = model.layers[step[0]:step[1] + 1]
+        flops = sum(layer_flops(layer, batch) for layer in layers)
         f, b = statistics.median(forward[1:]), statistics.median(backward[1:])
-        profile.append({"layer": layer.name, "forward_ms": 1e3 * f, "backward_ms": 1e3 * b,
+        profile.append({"layer": " + ".join(layer.name for layer in layers), "forward_ms": 1e3 * f,
+                        "backward_ms": 1e3 * b,
                         "forward_gflops": flops / f / 1e9 if flops else None,
-                        "backward_gflops": 2 * flops / b / 1e9 if flops else None})
+                        "backward_gflops": (flops if step[0] == 0 else 2 * flops) / b / 1e9 if flops else None})
         h = out
     return profile
 
 
 def layer_flops(layer, batch):
-    """Multiply-adds x 2 of a Conv2D/Dense forward pass (backward: twice that, dW and dx)."""
+    """Multiply-adds x 2 of a Conv2D/Dense forward pass (backward: twice that, dW and dx; a first layer
+    computes no dx). These are the dense FLOPs: the fused backward skips the zeros of dz, so its rate is the
+    *effective* rate (work a dense implementation would have had to do, per second)."""
     from numcnn.layers import Conv2D, Dense
 
     if isinstance(layer, Conv2D):

@@ -118,6 +118,19 @@ with np.errstate(over="ignore", invalid="ignore"):
     naive = np.exp(z) / np.exp(z).sum()
 print("naive:", naive, "  stable:", kernels.softmax_forward(z)[0])
 print("relu:", kernels.relu_forward(np.array([-2.0, 0.0, 3.0]))[0])"""),
+    ("md", """## Why the fast path may fuse Conv2D, ReLU and pooling
+
+ReLU never changes the order of two numbers, so $\max(\mathrm{relu}(z)) = \mathrm{relu}(\max z)$: pool first, then apply
+ReLU to 4x fewer values, and never store the full-size activation. The gradient is unchanged too: where the window's
+maximum is $> 0$ the same position wins; where it is $\le 0$ ReLU's derivative (0) kills the gradient either way.
+`Sequential` runs every Conv2D + MaxPooling2D pair through `kernels.conv_pool_forward`; the spec is the chain of the
+three ops, and the two agree:"""),
+    ("code", """rng = np.random.default_rng(1)
+x, w, b = rng.normal(size=(2, 9, 9, 1)), rng.normal(size=(3, 3, 1, 4)), rng.normal(size=4)
+z, _ = kernels.conv2d_forward(x, w, b)
+chain, _ = kernels.maxpool2d_forward(kernels.relu_forward(z)[0], (2, 2))   # conv -> relu -> pool
+fused, _ = kernels.conv_pool_forward(x, w, b, pool_size=(2, 2), relu=True)   # one kernel
+print("max |chain - fused| =", np.abs(chain - fused).max())"""),
 ]
 
 NOTEBOOKS["03_backprop_by_hand"] = [
@@ -355,6 +368,8 @@ def build() -> list[Path]:
     for name, cells in NOTEBOOKS.items():
         notebook = new_notebook(cells=[new_markdown_cell(text) if kind == "md" else new_code_cell(text)
                                        for kind, text in cells])
+        for index, cell in enumerate(notebook.cells):
+            cell.id = f"cell-{index:02d}"  # stable ids: rebuilding an unchanged notebook changes nothing
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         path = HERE / f"{name}.ipynb"
         nbformat.write(notebook, path)

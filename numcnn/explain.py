@@ -89,9 +89,10 @@ def last_conv_index(model) -> int:
 def gradcam(model, x, target):
     """Grad-CAM on the last Conv2D layer's (post-activation) output, upsampled to the input size."""
     index = last_conv_index(model)
-    activations = forward_activations(model, np.asarray(x)[None], index)[-1]  # A: (1, h, w, C)
-    logits = model.forward_logits(np.asarray(x, model.dtype)[None])
-    dz = np.zeros_like(logits)
+    # Layer by layer (not the model's fused forward), so every layer holds its own cache for the walk back.
+    outputs = forward_activations(model, np.asarray(x, model.dtype)[None], len(model.layers) - 1)
+    activations = outputs[index]                               # A: (1, h, w, C)
+    dz = np.zeros_like(outputs[-1])                            # the logits have the output's shape
     dz[0, target] = 1
     # walk back from the logits to the output of layer `index`, keeping that gradient
     kind = model._softmax_output()

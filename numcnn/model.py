@@ -21,7 +21,7 @@ from . import losses as losses_module
 from . import optimizers as optimizers_module
 from . import validation
 from .errors import ShapeError, TrainingDivergedError
-from .layers import LAYER_CLASSES, Activation, AffineLayer, Input, Layer
+from .layers import LAYER_CLASSES, Activation, AffineLayer, Conv2D, Input, Layer
 from .layers.base import snake_case
 
 
@@ -52,6 +52,8 @@ class Sequential:
     ``seed`` (or ``rng``, a ``numpy.random.Generator``) drives weight initialisation: the same seed gives
     the same weights, bit for bit. ``dtype`` is the dtype of weights and computation (float32 or float64).
     """
+
+    fuse_layers = True  # run Conv2D + MaxPooling2D pairs as one kernel (see ``steps``); False: layer by layer
 
     def __init__(self, layers=None, name: str = "sequential", seed: int | None = None,
                  rng: np.random.Generator | None = None, dtype="float32"):
@@ -125,14 +127,45 @@ class Sequential:
         self._require_built()
         return validation.check_batch(x, self.input_shape, f"model {self.name!r}", self.dtype, require_finite)
 
+    def steps(self) -> list[tuple[int, int]]:
+        """How the layers run, as ``(first, last)`` index pairs: a Conv2D followed by a MaxPooling2D runs as
+        one fused kernel (``numcnn.kernels.fused``: the same math without storing the full-size activation)
+        when ``fuse_layers`` is True; every other layer runs alone (``first == last``)."""
+        steps, index = [], 0
+        while index < len(self.layers):
+            layer = self.layers[index]
+            following = self.layers[index + 1] if index + 1 < len(self.layers) else None
+            fused = self.fuse_layers and isinstance(layer, Conv2D) and layer.fuses_with(following)
+            steps.append((index, index + 1) if fused else (index, index))
+            index += 2 if fused else 1
+        return steps
+
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run every layer in order; each keeps what its ``backward`` needs."""
         x = self._as_batch(x)
-        for layer in self.layers:
+        for step in self.steps():
             self._last_layer_input = x  # the logits z when the last layer is a Softmax (fused loss)
-            x = layer.forward(x, training=training)
+            x = self.step_forward(step, x, training)
         self._last_output = x
         return x
+
+    def step_forward(self, step: tuple[int, int], x, training: bool = False) -> np.ndarray:
+        """Forward of one step of ``steps()``: one layer, or a fused Conv2D + MaxPooling2D pair."""
+        first, last = step
+        if last > first:
+            return self.layers[first].forward_pooled(x, self.layers[last], training=training)
+        return self.layers[first].forward(x, training=training)
+
+    def step_backward(self, step: tuple[int, int], dy, need_input_gradient: bool = True):
+        """Backward of one step (after its ``step_forward``); returns ``dL/d(step input)`` or None when not
+        needed (a first Conv2D/Dense in training skips that work)."""
+        first, last = step
+        layer = self.layers[first]
+        if last > first:
+            return layer.backward_pooled(dy, need_input_gradient)
+        if isinstance(layer, AffineLayer):
+            return layer.backward(dy, need_input_gradient=need_input_gradient)
+        return layer.backward(dy)
 
     __call__ = forward
 
@@ -144,11 +177,12 @@ class Sequential:
         computing it (the largest col2im of the model) and None is returned."""
         dy = np.asarray(dy, dtype=self.dtype)
         stop = len(self.layers) if start is None else start
-        for index in range(stop - 1, -1, -1):
-            layer = self.layers[index]
-            if index == 0 and not need_input_gradient and isinstance(layer, AffineLayer):
-                return layer.backward(dy, need_input_gradient=False)
-            dy = layer.backward(dy)
+        for first, last in reversed(self.steps()):
+            if first >= stop:
+                continue
+            if last >= stop:
+                raise ValueError(f"backward cannot start inside the fused layers {first}-{last}")
+            dy = self.step_backward((first, last), dy, need_input_gradient or first > 0)
         return dy
 
     def _softmax_output(self):

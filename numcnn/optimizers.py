@@ -18,6 +18,7 @@ first rounded to float32 (Keras stores it in a float32 variable: 0.001 becomes 0
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
 class Optimizer:
@@ -147,12 +148,22 @@ class Adam(Optimizer):
         beta_2_power = np.power(dtype(np.float32(self.beta_2)), t)
         alpha = lr * np.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         m, v = self.slots["m"][index], self.slots["v"][index]
-        m += (g - m) * dtype(1 - self.beta_1)
-        v += (g * g - v) * dtype(1 - self.beta_2)
-        w -= (m * alpha) / (np.sqrt(v) + dtype(self.epsilon))
+        _adam_step(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+                   alpha, dtype(1 - self.beta_1), dtype(1 - self.beta_2), dtype(self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+@njit(cache=True)
+def _adam_step(w, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """Adam's update in one pass over memory (NumPy would make six passes and four temporaries); the same
+    operations in the same order as Keras, so the same bits. ``w, g, m, v`` are flat views; scalars are
+    already of the weights' dtype (a Python float would promote float32 arithmetic to float64)."""
+    for i in range(w.size):
+        m[i] += (g[i] - m[i]) * one_minus_beta_1
+        v[i] += (g[i] * g[i] - v[i]) * one_minus_beta_2
+        w[i] -= (m[i] * alpha) / (np.sqrt(v[i]) + epsilon)
 
 
 class RMSprop(Optimizer):

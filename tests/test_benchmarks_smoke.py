@@ -20,5 +20,5 @@ def test_benchmark_quick_run_writes_results(tmp_path):
     entry = data["summary"]["numcnn"]
     assert {"train_b32", "train_b128", "inference", "peak_rss_mb"} <= set(entry)
     assert entry["train_b32"]["median"] > 0 and data["extra"]["sgemm_gflops"] > 0
-    assert [row["layer"] for row in data["extra"]["layers"]][:2] == ["conv2d", "max_pooling2d"]
+    assert [row["layer"] for row in data["extra"]["layers"]][:2] == ["conv2d + max_pooling2d", "conv2d_1 + max_pooling2d_1"]
     assert "| numcnn |" in out.with_suffix(".md").read_text()

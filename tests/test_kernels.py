@@ -88,6 +88,50 @@ def test_dense_and_activations_fast_match_reference():
                                    getattr(reference, f"{name}_backward")(dy, c_ref), rtol=1e-12, atol=1e-15)
 
 
+@st.composite
+def conv_pool_cases(draw, integers=False):
+    """A Conv2D -> (ReLU) -> MaxPooling2D chain; small receptive fields take the fused op's direct kernel,
+    large ones its GEMM path. With ``integers``, every sum is exact, so windows hold exact ties."""
+    rng, x_shape, w_shape, strides, padding = draw(conv_cases())
+    oh, ow, _ = reference.conv2d_geometry(x_shape, w_shape, strides, padding)
+    pool = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pool_strides = (draw(st.integers(1, pool[0])), draw(st.integers(1, pool[1])))
+    pool_padding = draw(st.sampled_from(["valid", "same"]))
+    assume(pool_padding == "same" or (oh >= pool[0] and ow >= pool[1]))
+    draw_array = (lambda size: rng.integers(-2, 3, size=size).astype(np.float64)) if integers else (lambda size: rng.normal(size=size))
+    x, w, b = draw_array(x_shape), draw_array(w_shape), draw_array(w_shape[3])
+    args = (strides, padding, pool, pool_strides, pool_padding, draw(st.booleans()))
+    return rng, x, w, b, args
+
+
+@pytest.mark.parametrize("path", ["direct", "gemm"])
+@pytest.mark.parametrize("integers", [False, True], ids=["normal", "exact-ties"])
+@SETTINGS
+@given(data=st.data())
+def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path):
+    rng, x, w, b, args = data.draw(conv_pool_cases(integers))
+    y_ref, cache_ref = reference.conv_pool_forward(x, w, b, *args)
+    y_fast, cache_fast = fast.conv_pool_forward(x, w, b, *args, method=path)
+    np.testing.assert_allclose(y_fast, y_ref, rtol=1e-12, atol=1e-12)
+    dy = rng.normal(size=y_ref.shape)
+    for got, want in zip(fast.conv_pool_backward(dy, cache_fast), reference.conv_pool_backward(dy, cache_ref)):
+        # with exact ties, a gradient sent to a different tied position would differ by O(1) here
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["direct", "gemm"])
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_fused_conv_pool_gradients_match_finite_differences(data, path):
+    rng, x, w, b, args = data.draw(conv_pool_cases())
+    y, cache = fast.conv_pool_forward(x, w, b, *args, method=path)
+    weights = rng.normal(size=y.shape)
+    dx, dw, db = fast.conv_pool_backward(weights, cache)
+    loss = lambda: float(np.sum(weights * fast.conv_pool_forward(x, w, b, *args, method=path)[0]))  # noqa: E731
+    for array, grad in ((x, dx), (w, dw), (b, db)):
+        assert check_gradient(loss, array, grad) < 1e-6
+
+
 # ------------------------------------------------------------------------------------------------
 # Finite differences (float64), for both implementations
 # ------------------------------------------------------------------------------------------------
@@ -193,7 +237,7 @@ def test_the_tests_catch_symmetric_same_padding():
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
     rng = np.random.default_rng(3)
-    x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((4, 9, 9, 3), (3, 3, 3, 5), (5,)))
+    x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((20, 9, 9, 3), (3, 3, 3, 5), (5,)))  # 20 > DW_CHUNK
     previous = numba.get_num_threads()
     try:
         results = []
@@ -202,7 +246,9 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
             y, cache = fast.conv2d_forward(x, w, b, (1, 1), "same")
             p, pool_cache = fast.maxpool2d_forward(y, (3, 3), (1, 1))
             dy = fast.maxpool2d_backward(np.ones_like(p), pool_cache)
-            results.append((y, p, *fast.conv2d_backward(dy, cache)))
+            fused_y, fused_cache = fast.conv_pool_forward(x, w, b, (1, 1), "same", (2, 2))  # direct path
+            results.append((y, p, *fast.conv2d_backward(dy, cache), fused_y,
+                            *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache)))
     finally:
         numba.set_num_threads(previous)
     for a, b_ in zip(*results):

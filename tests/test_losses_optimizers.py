@@ -118,3 +118,21 @@ def test_he_normal_is_truncated_with_keras_stddev():
     target = np.sqrt(2 / 200)
     assert np.abs(w).max() <= 2 * target / 0.87962566103423978
     assert w.std() == pytest.approx(target, rel=0.02)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_is_bit_identical_to_the_numpy_formula(dtype):
+    """The one-pass Numba Adam does Keras's operations in Keras's order: the same bits as NumPy doing them."""
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(5, 7)).astype(dtype)
+    w_numpy, m, v = w.copy(), np.zeros_like(w), np.zeros_like(w)
+    adam = optimizers.Adam(learning_rate=0.01)
+    for step in range(1, 11):
+        g = rng.normal(size=w.shape).astype(dtype)
+        adam.apply([w], [g])
+        lr, b1, b2 = (dtype(np.float32(value)) for value in (0.01, 0.9, 0.999))
+        alpha = lr * np.sqrt(1 - b2 ** dtype(step)) / (1 - b1 ** dtype(step))
+        m += (g - m) * dtype(1 - 0.9)
+        v += (g * g - v) * dtype(1 - 0.999)
+        w_numpy -= (m * alpha) / (np.sqrt(v) + dtype(1e-7))
+        np.testing.assert_array_equal(w, w_numpy)

@@ -100,3 +100,25 @@ def test_mse_and_categorical_losses_through_a_model():
         _, grads = model.loss_and_gradients(x, target)
         for param, grad in zip(model.trainable_params(), grads):
             assert check_gradient(lambda: model.loss_and_gradients(x, target)[0], param, grad.copy()) < TOLERANCE
+
+
+def test_fused_conv_pool_steps_agree_with_layer_by_layer():
+    """The seed model runs Conv2D+MaxPooling2D pairs as fused kernels (both paths: direct for the 1-channel
+    first layer, GEMM for the second); switched off, it runs layer by layer. Same loss, gradients, dx."""
+    from numcnn import seed_mnist_model
+
+    rng = np.random.default_rng(4)
+    x, y, weights = rng.random((5, 28, 28, 1)), rng.integers(0, 10, size=5), rng.normal(size=(5, 10))
+    results = []
+    for fuse in (True, False):
+        model = seed_mnist_model(seed=1, dtype="float64")
+        model.fuse_layers = fuse
+        assert (len(model.steps()) == 6) == fuse  # conv+pool twice, conv, flatten, dense, dense
+        model.compile("adam", "sparse_categorical_crossentropy")
+        loss, grads = model.loss_and_gradients(x, y)
+        model.forward(x)
+        results.append((loss, grads, model.backward(weights)))
+    (loss_f, grads_f, dx_f), (loss_u, grads_u, dx_u) = results
+    assert abs(loss_f - loss_u) <= 1e-13 * abs(loss_u)
+    for a, b in zip(grads_f + [dx_f], grads_u + [dx_u]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13 * np.abs(b).max())

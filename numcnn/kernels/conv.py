@@ -55,15 +55,21 @@ def col2im(dcols, kh, kw, sh, sw, oh, ow, dx_pad):
 
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
     """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM."""
-    n_images = x.shape[0]
-    kh, kw, c_in, c_out = w.shape
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
-    cols = np.empty((n_images * oh * ow, kh * kw * c_in), dtype=x.dtype)
-    im2col(x_pad, kh, kw, strides[0], strides[1], oh, ow, cols)
-    y = cols @ w.reshape(kh * kw * c_in, c_out)
+    y, cols = im2col_matmul(x_pad, w, strides, oh, ow)
     y += b
-    return y.reshape(n_images, oh, ow, c_out), (x.shape, x_pad.shape, cols, w, strides, pads)
+    return y, (x.shape, x_pad.shape, cols, w, strides, pads)
+
+
+def im2col_matmul(x_pad, w, strides, oh, ow):
+    """``z = im2col(x_pad) @ W2`` reshaped to (N, OH, OW, C_out), without bias; returns ``(z, cols)``."""
+    kh, kw, c_in, c_out = w.shape
+    n_images = x_pad.shape[0]
+    cols = np.empty((n_images * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
+    im2col(x_pad, kh, kw, strides[0], strides[1], oh, ow, cols)
+    z = cols @ w.reshape(kh * kw * c_in, c_out)
+    return z.reshape(n_images, oh, ow, c_out), cols
 
 
 def conv2d_backward(dy, cache, need_dx=True):

@@ -15,10 +15,13 @@ from .reference import conv2d_geometry
 
 
 @njit(parallel=True, cache=True)
-def _maxpool_forward(x, ph, pw, sh, sw, top, left, y, winner):
+def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
     # Channels are the innermost loop (contiguous in NHWC, so it vectorises); windows are visited in
     # row-major order for every channel, so a strict '>' keeps each channel's first maximum.
+    # ``bias`` (empty: none) and ``relu`` serve the fused Conv2D epilogue (kernels/fused.py): the conv's
+    # bias is added to every value *before* comparing, exactly as the unfused ops round it.
     n_images, height, width, channels = x.shape
+    add_bias = bias.size > 0
     _, oh, ow, _ = y.shape
     for n in prange(n_images):
         for r in range(oh):
@@ -36,10 +39,13 @@ def _maxpool_forward(x, ph, pw, sh, sw, top, left, y, winner):
                             continue
                         at = row * width + col
                         for k in range(channels):
-                            value = x[n, row, col, k]
+                            value = x[n, row, col, k] + bias[k] if add_bias else x[n, row, col, k]
                             if winner[n, r, c, k] < 0 or value > y[n, r, c, k]:
                                 y[n, r, c, k] = value
                                 winner[n, r, c, k] = at
+                if relu:  # ReLU after the max equals the max after ReLU (see kernels/fused.py)
+                    for k in range(channels):
+                        y[n, r, c, k] = max(y[n, r, c, k], 0)
 
 
 @njit(parallel=True, cache=True)
@@ -60,7 +66,8 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     winner = np.empty(y.shape, dtype=np.int32)
-    _maxpool_forward(x, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
+    no_bias = np.zeros(0, dtype=x.dtype)
+    _maxpool_forward(x, no_bias, False, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
     return y, (x.shape, winner)
 
 

@@ -160,6 +160,26 @@ def maxpool2d_backward(dy, cache):
 
 
 # --------------------------------------------------------------------------------------------
+# Conv2D -> activation -> MaxPooling2D (the fast kernels fuse the three; the spec is the chain)
+# --------------------------------------------------------------------------------------------
+def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_size=(2, 2), pool_strides=None,
+                      pool_padding="valid", relu=True):
+    """``y = maxpool(f(conv(x, w) + b))``, ``f`` = ReLU if ``relu`` else identity: the three ops in a row."""
+    z, conv_cache = conv2d_forward(x, w, b, conv_strides, conv_padding)
+    a, relu_cache = relu_forward(z) if relu else (z, None)
+    y, pool_cache = maxpool2d_forward(a, pool_size, pool_strides, pool_padding)
+    return y, (conv_cache, relu_cache, pool_cache)
+
+
+def conv_pool_backward(dy, cache, need_dx=True):
+    """The chain rule through the three ops, last one first: pool, ReLU, conv."""
+    conv_cache, relu_cache, pool_cache = cache
+    da = maxpool2d_backward(dy, pool_cache)
+    dz = da if relu_cache is None else relu_backward(da, relu_cache)
+    return conv2d_backward(dz, conv_cache, need_dx)
+
+
+# --------------------------------------------------------------------------------------------
 # Dense
 # --------------------------------------------------------------------------------------------
 def dense_forward(x, w, b):

@@ -146,10 +146,13 @@ class AffineLayer(Layer):
         """Backward of the affine part only, given ``dL/dz``; fills ``self.grads``; returns ``dL/dx``
         (None when ``need_input_gradient`` is False: a first layer in training skips that work)."""
         dx, dw, db = self.affine_backward(dz, self._cache, need_input_gradient)
+        self.set_gradients(dw, db)
+        return dx
+
+    def set_gradients(self, dw, db) -> None:
         self.grads = {"kernel": dw}
         if self.use_bias:
             self.grads["bias"] = db
-        return dx
 
     def get_config(self):
         return {

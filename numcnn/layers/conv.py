@@ -20,6 +20,7 @@ from __future__ import annotations
 from .. import kernels
 from ..kernels.geometry import PADDINGS, as_pair, output_size_and_padding
 from .base import AffineLayer
+from .pooling import MaxPooling2D
 
 
 class Conv2D(AffineLayer):
@@ -52,6 +53,26 @@ class Conv2D(AffineLayer):
 
     def affine_backward(self, dz, cache, need_dx=True):
         return kernels.conv2d_backward(dz, cache, need_dx)
+
+    # --- the fused fast path: this layer and a MaxPooling2D after it as one kernel -----------------
+    def fuses_with(self, next_layer) -> bool:
+        """Whether ``Sequential`` may run this layer and ``next_layer`` as one fused kernel
+        (``kernels.conv_pool_forward``: same math, the full-size activation is never stored)."""
+        return isinstance(next_layer, MaxPooling2D) and self.activation in ("relu", "linear")
+
+    def forward_pooled(self, x, pool: MaxPooling2D, training=False):
+        """``pool.forward(self.forward(x))`` in one kernel; the layers' own caches are left untouched."""
+        self.check_input(x)
+        y, self._pooled_cache = kernels.conv_pool_forward(
+            x, self.params["kernel"], self._bias(), self.strides, self.padding,
+            pool.pool_size, pool.strides, pool.padding, relu=self.activation == "relu")
+        return y
+
+    def backward_pooled(self, dy, need_input_gradient=True):
+        """Backward of ``forward_pooled``: fills ``self.grads``, returns ``dL/dx`` (None if not needed)."""
+        dx, dw, db = kernels.conv_pool_backward(dy, self._pooled_cache, need_input_gradient)
+        self.set_gradients(dw, db)
+        return dx
 
     def get_config(self):
         return {

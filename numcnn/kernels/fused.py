@@ -1,0 +1,213 @@
+"""Fused Conv2D -> activation -> MaxPooling2D: the pair the seed model runs twice, as one fast op.
+
+The math is exactly that of the three ops run one after another (``reference.conv_pool_forward`` does just
+that, and the tests check the fused op against it)::
+
+    z = conv(x, w) + b          a = f(z)   (f = ReLU or identity)          y = maxpool(a)
+
+Two facts make the fusion cheap *and* exact:
+
+1. ReLU is monotonic, so ``max(relu(z)) = relu(max(z))``: pool first, then apply ReLU to 4x fewer values.
+   The full-size activation ``a`` (11 MB for a batch of 128 in the seed model's first layer) is never
+   written to memory.
+2. The gradient goes where TF sends it. In a window whose maximum is > 0, ReLU does not change which
+   position holds the first maximum. In a window whose maximum is <= 0, ReLU makes every value 0 and TF
+   sends the gradient to the first of these tied zeros, where ReLU's derivative (0 at z <= 0) kills it;
+   here ``y = relu(max) = 0`` and the mask ``[y > 0]`` kills it too. Backward is therefore::
+
+       dz[n, winner(r, c, j), j] += dy[n, r, c, j] * [y[n, r, c, j] > 0]        (then conv backward from dz)
+
+Two implementations, chosen by the size of one receptive field ``K = KH*KW*C_in``:
+
+* **direct** (``K < DIRECT_MAX_FIELD``, e.g. a first layer on 1-channel images, K = 9): a Numba loop
+  computes every conv output a pooling window needs and pools it at once; ``z`` is never stored.
+* **gemm** (wide layers): ``z = im2col(x) @ W`` by BLAS, then a Numba epilogue adds the bias, pools and
+  applies ReLU in one pass over ``z``.
+
+Backward, the same split. The direct path builds ``dz`` one row of pooling windows at a time (``dy``
+masked by ReLU's derivative, routed to each window's winner) in a small buffer and accumulates ``dW`` and
+``dx`` from it: the full-size ``dz`` is never stored. The gemm path writes ``dz`` (zero except at the
+winners) and runs the conv backward's two BLAS products. Looping over the winners only would skip ~90% of
+the multiply-adds there, but was measured slower than BLAS on the dense, mostly-zero ``dz``: scattered
+accumulation is bound by memory traffic, a GEMM by arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .conv import conv2d_backward, im2col_matmul
+from .pool import _maxpool_backward, _maxpool_forward
+from .reference import conv2d_geometry, pad_nhwc
+
+# Below this receptive-field size a GEMM is too thin for BLAS to run well (K = 9 ran at 8% of peak).
+DIRECT_MAX_FIELD = 32
+# Images per partial dW sum in the backward: fixed, so the sum order (and the result, bit for bit) does
+# not depend on the number of threads.
+CHUNK = 8
+
+
+def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_size=(2, 2), pool_strides=None,
+                      pool_padding="valid", relu=True, method=None):
+    """``y = maxpool(f(conv(x, w) + b))`` with ``f`` = ReLU if ``relu`` else identity; returns ``(y, cache)``.
+
+    Shapes: x (N, H, W, C_in), w (KH, KW, C_in, C_out), b (C_out,) -> y (N, POH, POW, C_out).
+    ``method``: "direct", "gemm" or None (choose by the receptive field's size)."""
+    pool_strides = pool_size if pool_strides is None else pool_strides
+    kh, kw, c_in, c_out = w.shape
+    oh, ow, pads = conv2d_geometry(x.shape, w.shape, conv_strides, conv_padding)
+    poh, pow_, (ptop, _, pleft, _) = conv2d_geometry((0, oh, ow, 0), pool_size, pool_strides, pool_padding)
+    y = np.empty((x.shape[0], poh, pow_, c_out), dtype=x.dtype)
+    winner = np.empty(y.shape, dtype=np.int32)  # flat position r * OW + c of the window's first maximum in z
+    pool = (pool_size[0], pool_size[1], pool_strides[0], pool_strides[1], ptop, pleft)
+    # 'valid' pooling of an odd-sized map drops its last row/column: those conv outputs never reach the
+    # loss, so they are not computed (the seed model's second conv: 10x10 of its 11x11 outputs, 17% less work)
+    oh = min(oh, (poh - 1) * pool_strides[0] + pool_size[0] - ptop)
+    ow = min(ow, (pow_ - 1) * pool_strides[1] + pool_size[1] - pleft)
+    if method is None:
+        method = "direct" if kh * kw * c_in < DIRECT_MAX_FIELD else "gemm"
+    x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
+    if method == "direct":
+        _direct_conv_pool(x_pad, w, b, *conv_strides, oh, ow, *pool, relu, y, winner)
+        conv_cache = (x.shape, x_pad, w, conv_strides, pads, (oh, ow, *pool))
+    else:
+        z, cols = im2col_matmul(x_pad, w, conv_strides, oh, ow)
+        _maxpool_forward(z, b, relu, *pool, y, winner)
+        conv_cache = (x.shape, x_pad.shape, cols, w, conv_strides, pads)  # conv.conv2d_backward's cache
+    return y, (method, conv_cache, (x.shape[0], oh, ow, c_out), y, winner, relu)
+
+
+def conv_pool_backward(dy, cache, need_dx=True):
+    """``(dx, dw, db)`` of the fused op (see the module docstring); ``dx`` is None if not ``need_dx``."""
+    method, conv_cache, z_shape, y, winner, relu = cache
+    dy = np.ascontiguousarray(dy, dtype=y.dtype)
+    if method == "gemm":
+        # dz is dy, masked by ReLU's derivative, at each window's winner and 0 elsewhere; then the conv
+        # backward's two matrix products (BLAS beats any loop over the winners here, zeros and all)
+        dz = np.zeros(z_shape, dtype=dy.dtype)
+        _maxpool_backward(np.where(y > 0, dy, 0).astype(dy.dtype) if relu else dy, winner, z_shape[2], dz)
+        return conv2d_backward(dz, conv_cache, need_dx)
+    x_shape, x_pad, w, strides, pads, geometry = conv_cache
+    n_parts = -(-len(dy) // CHUNK)
+    dw_parts = np.zeros((n_parts, *w.shape), dtype=w.dtype)
+    db_parts = np.zeros((n_parts, w.shape[3]), dtype=w.dtype)
+    dx_pad = np.zeros(x_pad.shape if need_dx else (0, 0, 0, 0), dtype=dy.dtype)
+    _direct_backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, CHUNK, need_dx, dw_parts, db_parts, dx_pad)
+    dw, db = dw_parts.sum(axis=0), db_parts.sum(axis=0)
+    if not need_dx:
+        return None, dw, db
+    top, _, left, _ = pads
+    return np.ascontiguousarray(dx_pad[:, top:top + x_shape[1], left:left + x_shape[2], :]), dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# Direct kernels (few input channels). Work goes one row of pooling windows at a time: the conv rows it
+# needs live in a small buffer ``z[a, c, j]`` (a < PH), so the innermost loops run over a whole row of
+# outputs and channels — long enough to vectorise well — and ``z`` never leaves the cache.
+# ----------------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _direct_conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
+    """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the first
+    maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie rule;
+    selects rather than branches, so the channel loop vectorises). Every conv output is summed in the same
+    order, so equal receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal
+    rows differently depending on where they sit, and so move the gradient of a tie)."""
+    kh, kw, c_in, c_out = w.shape
+    _, poh, pow_, _ = y.shape
+    w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
+    for n in prange(x_pad.shape[0]):
+        z = np.empty((ph, ow, c_out), dtype=y.dtype)
+        best = np.empty(c_out, dtype=y.dtype)
+        best_at = np.empty(c_out, dtype=np.int32)
+        for pr in range(poh):
+            z[:] = 0
+            for a in range(ph):
+                r = pr * psh + a - ptop
+                if r < 0 or r >= oh:  # the pooling window's 'same' padding: never a maximum
+                    continue
+                for p in range(kh):
+                    for q in range(kw):
+                        for k in range(c_in):
+                            w_tap = w_taps[(p * kw + q) * c_in + k]
+                            for c in range(ow):
+                                pixel = x_pad[n, r * sh + p, c * sw + q, k]
+                                z_rc = z[a, c]
+                                for j in range(c_out):
+                                    z_rc[j] += pixel * w_tap[j]
+            for pc in range(pow_):
+                first = True
+                for a in range(ph):
+                    r = pr * psh + a - ptop
+                    if r < 0 or r >= oh:
+                        continue
+                    for e in range(pw):
+                        c = pc * psw + e - pleft
+                        if c < 0 or c >= ow:
+                            continue
+                        z_rc = z[a, c]
+                        for j in range(c_out):
+                            value = z_rc[j] + b[j]
+                            better = first or value > best[j]
+                            best[j] = value if better else best[j]
+                            best_at[j] = r * ow + c if better else best_at[j]
+                        first = False
+                for j in range(c_out):
+                    y[n, pr, pc, j] = max(best[j], 0) if relu else best[j]
+                    winner[n, pr, pc, j] = best_at[j]
+
+
+@njit(parallel=True, cache=True)
+def _direct_backward(x_pad, w, dy, y, relu, winner, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, chunk,
+                     need_dx, dw_parts, db_parts, dx_pad):
+    """Per row of pooling windows: ``g[a, c, j]`` = the gradient of conv output ``(r, c, j)`` (``dy`` routed to
+    each window's winner, 0 elsewhere; overlapping windows add up), then for every tap ``(p, q, k)``::
+
+        dw[p, q, k, j]                   += sum_c g[a, c, j] * x_pad[n, r*sh + p, c*sw + q, k]
+        dx_pad[n, r*sh + p, c*sw + q, k] += sum_j g[a, c, j] * w[p, q, k, j]            (if need_dx)
+
+    Images are split into fixed chunks with one partial ``dw`` each (no races; the parts are summed in a
+    fixed order, so the result does not depend on the thread count)."""
+    kh, kw, c_in, c_out = w.shape
+    n_images, poh, pow_, _ = dy.shape
+    w_taps = w.reshape(kh * kw * c_in, c_out)
+    dw_taps = dw_parts.reshape(dw_parts.shape[0], kh * kw * c_in, c_out)
+    for part in prange(dw_parts.shape[0]):
+        g = np.empty((ph, ow, c_out), dtype=dy.dtype)
+        masked = np.empty(c_out, dtype=dy.dtype)
+        for n in range(part * chunk, min((part + 1) * chunk, n_images)):
+            for pr in range(poh):
+                g[:] = 0
+                for pc in range(pow_):
+                    for j in range(c_out):
+                        # ReLU's derivative: no gradient where the pooled output was clipped to 0
+                        masked[j] = dy[n, pr, pc, j] if not relu or y[n, pr, pc, j] > 0 else 0
+                        db_parts[part, j] += masked[j]
+                    for a in range(ph):
+                        r = pr * psh + a - ptop
+                        if r < 0 or r >= oh:
+                            continue
+                        for e in range(pw):
+                            c = pc * psw + e - pleft
+                            if c < 0 or c >= ow:
+                                continue
+                            g_rc = g[a, c]
+                            for j in range(c_out):  # a compare-and-select per channel: vectorises
+                                g_rc[j] += masked[j] if winner[n, pr, pc, j] == r * ow + c else 0
+                for a in range(ph):
+                    r = pr * psh + a - ptop
+                    if r < 0 or r >= oh:
+                        continue
+                    for p in range(kh):
+                        for q in range(kw):
+                            for k in range(c_in):
+                                tap = (p * kw + q) * c_in + k
+                                dw_tap = dw_taps[part, tap]  # (C_out,)
+                                for c in range(ow):
+                                    pixel = x_pad[n, r * sh + p, c * sw + q, k]
+                                    g_rc = g[a, c]
+                                    for j in range(c_out):
+                                        dw_tap[j] += pixel * g_rc[j]
+                                if need_dx:
+                                    for c in range(ow):
+                                        dx_pad[n, r * sh + p, c * sw + q, k] += np.sum(g[a, c] * w_taps[tap])
