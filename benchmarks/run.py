@@ -100,8 +100,8 @@ def numcnn_layer_profile(batch=128, repeats=10):
 
 def layer_flops(layer, batch):
     """Multiply-adds x 2 of a Conv2D/Dense forward pass (backward: twice that, dW and dx; a first layer
-    computes no dx). These are the dense FLOPs: the fused backward skips the zeros of dz, so its rate is the
-    *effective* rate (work a dense implementation would have had to do, per second)."""
+    computes no dx). These are the FLOPs of the layer as Keras computes it: a fused Conv2D + MaxPooling2D
+    skips the conv outputs its pooling drops (17% of conv2d_1's), so its rate is an *effective* rate."""
     from numcnn.layers import Conv2D, Dense
 
     if isinstance(layer, Conv2D):
