@@ -13,6 +13,11 @@ Backward: ``dW2 = colsᵀ @ dY``, ``db = sum of dY's rows``, ``dcols = dY @ W2�
 ``dcols`` entry back to the pixel it was copied from. Several output positions read the same pixel, so the
 adds must not race: each image is handled by one thread (``prange`` over images), in a fixed order, which
 also makes the result bit-identical whatever the thread count.
+
+The batch goes through in chunks of images whose ``cols`` matrix has about ``CHUNK_BYTES`` (im2col, GEMM
+and col2im then work on data still in cache: one 14.7 MB matrix for a batch of 128 in the seed model went
+to main memory and back; chunking made a training step ~20% faster). ``cols`` is rebuilt in the backward
+rather than kept: im2col is cheap next to the GEMMs, and memory use no longer grows with it.
 """
 
 from __future__ import annotations
@@ -53,41 +58,55 @@ def col2im(dcols, kh, kw, sh, sw, oh, ow, dx_pad):
                             dx_pad[n, r * sh + p, c * sw + q, k] += dcols[row, start + k]
 
 
+CHUNK_BYTES = 2 << 20
+
+
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
     """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM."""
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
-    y, cols = im2col_matmul(x_pad, w, strides, oh, ow)
+    c_out = w.shape[3]
+    y = np.empty((len(x), oh, ow, c_out), dtype=x.dtype)
+    for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow):
+        np.matmul(cols, w.reshape(-1, c_out), out=y[start:stop].reshape(-1, c_out))
     y += b
-    return y, (x.shape, x_pad.shape, cols, w, strides, pads)
+    return y, (x.shape, x_pad, w, strides, pads)
 
 
-def im2col_matmul(x_pad, w, strides, oh, ow):
-    """``z = im2col(x_pad) @ W2`` reshaped to (N, OH, OW, C_out), without bias; returns ``(z, cols)``."""
-    kh, kw, c_in, c_out = w.shape
-    n_images = x_pad.shape[0]
-    cols = np.empty((n_images * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
-    im2col(x_pad, kh, kw, strides[0], strides[1], oh, ow, cols)
-    z = cols @ w.reshape(kh * kw * c_in, c_out)
-    return z.reshape(n_images, oh, ow, c_out), cols
+def im2col_chunks(x_pad, w, strides, oh, ow):
+    """Yield ``(start, stop, cols)``: the im2col matrix of images ``start:stop`` (rows (n, r, c), columns
+    (p, q, k)), about ``CHUNK_BYTES`` at a time, so that ``cols @ w.reshape(-1, C_out)`` is their
+    convolution. One buffer serves every chunk. Only output rows ``r < oh`` and columns ``c < ow`` are built
+    (the fused conv+pool op passes fewer than the full output when pooling drops the last ones)."""
+    kh, kw, c_in, _ = w.shape
+    per_chunk = max(1, CHUNK_BYTES // (oh * ow * kh * kw * c_in * x_pad.itemsize))
+    buffer = np.empty((min(per_chunk, len(x_pad)) * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
+    for start in range(0, len(x_pad), per_chunk):
+        stop = min(start + per_chunk, len(x_pad))
+        cols = buffer[:(stop - start) * oh * ow]
+        im2col(x_pad[start:stop], kh, kw, strides[0], strides[1], oh, ow, cols)
+        yield start, stop, cols
 
 
 def conv2d_backward(dy, cache, need_dx=True):
-    """``dW2 = colsᵀ dY``, ``db = Σ dY``, ``dx = col2im(dY W2ᵀ)`` (see the module docstring).
+    """``dW2 = colsᵀ dY``, ``db = Σ dY``, ``dx = col2im(dY W2ᵀ)`` (see the module docstring), chunk by chunk.
 
     With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None."""
-    x_shape, pad_shape, cols, w, strides, pads = cache
+    x_shape, x_pad, w, strides, pads = cache
     kh, kw, c_in, c_out = w.shape
-    n_images, oh, ow, _ = dy.shape
-    dy2 = np.ascontiguousarray(dy).reshape(-1, c_out)
-    w2 = w.reshape(kh * kw * c_in, c_out)
-    dw = (cols.T @ dy2).reshape(w.shape)
-    db = dy2.sum(axis=0)
+    _, oh, ow, _ = dy.shape
+    dy = np.ascontiguousarray(dy)
+    w2 = w.reshape(-1, c_out)
+    dw = np.zeros_like(w2)
+    dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype) if need_dx else None
+    for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow):
+        dy_rows = dy[start:stop].reshape(-1, c_out)
+        dw += cols.T @ dy_rows
+        if need_dx:
+            col2im(dy_rows @ w2.T, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
+    db = dy.reshape(-1, c_out).sum(axis=0)
     if not need_dx:
-        return None, dw, db
-    dcols = dy2 @ w2.T
-    dx_pad = np.zeros(pad_shape, dtype=dy.dtype)
-    col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad)
+        return None, dw.reshape(w.shape), db
     top, _, left, _ = pads
     dx = dx_pad[:, top:top + x_shape[1], left:left + x_shape[2], :]
-    return np.ascontiguousarray(dx), dw, db
+    return np.ascontiguousarray(dx), dw.reshape(w.shape), db

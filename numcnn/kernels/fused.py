@@ -21,8 +21,8 @@ Two implementations, chosen by the size of one receptive field ``K = KH*KW*C_in`
 
 * **direct** (``K < DIRECT_MAX_FIELD``, e.g. a first layer on 1-channel images, K = 9): a Numba loop
   computes every conv output a pooling window needs and pools it at once; ``z`` is never stored.
-* **gemm** (wide layers): ``z = im2col(x) @ W`` by BLAS, then a Numba epilogue adds the bias, pools and
-  applies ReLU in one pass over ``z``.
+* **gemm** (wide layers): ``z = im2col(x) @ W`` by BLAS, a cache-sized chunk of images at a time (see
+  ``kernels.conv``), then a Numba epilogue adds the bias, pools and applies ReLU in one pass over ``z``.
 
 Backward, the same split. The direct path builds ``dz`` one row of pooling windows at a time (``dy``
 masked by ReLU's derivative, routed to each window's winner) in a small buffer and accumulates ``dW`` and
@@ -37,16 +37,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv import conv2d_backward, im2col_matmul
+from .conv import conv2d_backward, im2col_chunks
 from .pool import _maxpool_backward, _maxpool_forward
 from .reference import conv2d_geometry, pad_nhwc
 
 # Below this receptive-field size a GEMM is too thin for BLAS to run well (K = 9 ran at 8% of peak).
 DIRECT_MAX_FIELD = 32
-# Images per partial dW sum in the backward: fixed, so the sum order (and the result, bit for bit) does
-# not depend on the number of threads.
-CHUNK = 8
-
+# Images per partial dW sum in the direct backward: fixed, so the sum order (and the result, bit for bit)
+# does not depend on the number of threads.
+DW_PART_IMAGES = 8
 
 def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_size=(2, 2), pool_strides=None,
                       pool_padding="valid", relu=True, method=None):
@@ -68,32 +67,33 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     if method is None:
         method = "direct" if kh * kw * c_in < DIRECT_MAX_FIELD else "gemm"
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
+    geometry = (oh, ow, *pool)
     if method == "direct":
-        _direct_conv_pool(x_pad, w, b, *conv_strides, oh, ow, *pool, relu, y, winner)
-        conv_cache = (x.shape, x_pad, w, conv_strides, pads, (oh, ow, *pool))
+        _direct_conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
     else:
-        z, cols = im2col_matmul(x_pad, w, conv_strides, oh, ow)
-        _maxpool_forward(z, b, relu, *pool, y, winner)
-        conv_cache = (x.shape, x_pad.shape, cols, w, conv_strides, pads)  # conv.conv2d_backward's cache
-    return y, (method, conv_cache, (x.shape[0], oh, ow, c_out), y, winner, relu)
+        for start, stop, cols in im2col_chunks(x_pad, w, conv_strides, oh, ow):
+            z = (cols @ w.reshape(-1, c_out)).reshape(stop - start, oh, ow, c_out)
+            _maxpool_forward(z, b, relu, *pool, y[start:stop], winner[start:stop])
+    return y, (method, x.shape, x_pad, w, conv_strides, pads, geometry, y, winner, relu)
 
 
 def conv_pool_backward(dy, cache, need_dx=True):
     """``(dx, dw, db)`` of the fused op (see the module docstring); ``dx`` is None if not ``need_dx``."""
-    method, conv_cache, z_shape, y, winner, relu = cache
+    method, x_shape, x_pad, w, strides, pads, geometry, y, winner, relu = cache
     dy = np.ascontiguousarray(dy, dtype=y.dtype)
     if method == "gemm":
-        # dz is dy, masked by ReLU's derivative, at each window's winner and 0 elsewhere; then the conv
-        # backward's two matrix products (BLAS beats any loop over the winners here, zeros and all)
-        dz = np.zeros(z_shape, dtype=dy.dtype)
-        _maxpool_backward(np.where(y > 0, dy, 0).astype(dy.dtype) if relu else dy, winner, z_shape[2], dz)
-        return conv2d_backward(dz, conv_cache, need_dx)
-    x_shape, x_pad, w, strides, pads, geometry = conv_cache
-    n_parts = -(-len(dy) // CHUNK)
+        # dz: dy masked by ReLU's derivative at each window's winner, 0 elsewhere; then the conv backward's
+        # two matrix products. BLAS on the dense, mostly-zero dz beat every loop over the winners we tried.
+        oh, ow = geometry[:2]
+        dz = np.zeros((len(dy), oh, ow, w.shape[3]), dtype=dy.dtype)
+        _maxpool_backward(np.where(y > 0, dy, 0).astype(dy.dtype) if relu else dy, winner, ow, dz)
+        return conv2d_backward(dz, (x_shape, x_pad, w, strides, pads), need_dx)
+    n_parts = -(-len(dy) // DW_PART_IMAGES)
     dw_parts = np.zeros((n_parts, *w.shape), dtype=w.dtype)
     db_parts = np.zeros((n_parts, w.shape[3]), dtype=w.dtype)
     dx_pad = np.zeros(x_pad.shape if need_dx else (0, 0, 0, 0), dtype=dy.dtype)
-    _direct_backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, CHUNK, need_dx, dw_parts, db_parts, dx_pad)
+    _direct_backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, DW_PART_IMAGES, need_dx, dw_parts,
+                     db_parts, dx_pad)
     dw, db = dw_parts.sum(axis=0), db_parts.sum(axis=0)
     if not need_dx:
         return None, dw, db
