@@ -120,9 +120,9 @@ print("naive:", naive, "  stable:", kernels.softmax_forward(z)[0])
 print("relu:", kernels.relu_forward(np.array([-2.0, 0.0, 3.0]))[0])"""),
     ("md", """## Why the fast path may fuse Conv2D, ReLU and pooling
 
-ReLU never changes the order of two numbers, so $\max(\mathrm{relu}(z)) = \mathrm{relu}(\max z)$: pool first, then apply
+ReLU never changes the order of two numbers, so $\\max(\\mathrm{relu}(z)) = \\mathrm{relu}(\\max z)$: pool first, then apply
 ReLU to 4x fewer values, and never store the full-size activation. The gradient is unchanged too: where the window's
-maximum is $> 0$ the same position wins; where it is $\le 0$ ReLU's derivative (0) kills the gradient either way.
+maximum is $> 0$ the same position wins; where it is $\\le 0$ ReLU's derivative (0) kills the gradient either way.
 `Sequential` runs every Conv2D + MaxPooling2D pair through `kernels.conv_pool_forward`; the spec is the chain of the
 three ops, and the two agree:"""),
     ("code", """rng = np.random.default_rng(1)

@@ -1,6 +1,5 @@
 """Bad input ends in a clear numcnn error naming the problem; files survive crashes; training resumes exactly."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import numcnn
 from numcnn import Sequential, load_model, optimizers
 from numcnn.errors import (InputDTypeError, LabelError, ModelFileError, NonFiniteError, NumcnnError, ShapeError,
                            TrainingDivergedError)

@@ -47,6 +47,7 @@ DIRECT_MAX_FIELD = 32
 # does not depend on the number of threads.
 DW_PART_IMAGES = 8
 
+
 def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_size=(2, 2), pool_strides=None,
                       pool_padding="valid", relu=True, method=None):
     """``y = maxpool(f(conv(x, w) + b))`` with ``f`` = ReLU if ``relu`` else identity; returns ``(y, cache)``.
