@@ -240,9 +240,11 @@ print("initial loss (should be about ln 10 = 2.303):", model.evaluate(x_test, y_
     ("code", """history = model.fit(x_train, y_train, epochs=3, batch_size=32, seed=0, validation_data=(x_test, y_test))
 print("held-out accuracy:", model.evaluate(x_test, y_test)[1])"""),
     ("code", """fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+epochs = [e + 1 for e in history.epoch]   # epochs 1, 2, 3 (each point is measured at the end of one)
 for axis, key in zip(axes, ["loss", "accuracy"]):
-    axis.plot(history.history[key], "o-", label="train"); axis.plot(history.history["val_" + key], "s--", label="held out")
-    axis.set_title(key); axis.set_xlabel("epoch"); axis.legend()
+    axis.plot(epochs, history.history[key], "o-", label="train (mean over the epoch)")
+    axis.plot(epochs, history.history["val_" + key], "s--", label="held out (after the epoch)")
+    axis.set_title(key); axis.set_xlabel("epoch"); axis.set_xticks(epochs); axis.legend()
 plt.show()"""),
     ("md", "## What it gets wrong"),
     ("code", """probabilities = model.predict(x_test)
