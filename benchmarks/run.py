@@ -79,11 +79,11 @@ def numcnn_layer_profile(batch=128, repeats=10):
     h = x
     for step in model.steps():
         forward, backward = [], []
+        dy = np.random.default_rng(1).normal(size=(batch, *model.layers[step[1]].output_shape)).astype(np.float32)
         for _ in range(repeats + 1):
             start = time.perf_counter()
             out = model.step_forward(step, h, training=True)
             forward.append(time.perf_counter() - start)
-            dy = np.random.default_rng(1).normal(size=out.shape).astype(np.float32)
             start = time.perf_counter()
             model.step_backward(step, dy, need_input_gradient=step[0] > 0)
             backward.append(time.perf_counter() - start)

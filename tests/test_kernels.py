@@ -237,7 +237,7 @@ def test_the_tests_catch_symmetric_same_padding():
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
     rng = np.random.default_rng(3)
-    x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((20, 9, 9, 3), (3, 3, 3, 5), (5,)))  # 20 > DW_CHUNK
+    x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((20, 9, 9, 3), (3, 3, 3, 5), (5,)))  # 20 > DW_PART_IMAGES: several dW parts
     previous = numba.get_num_threads()
     try:
         results = []

@@ -57,6 +57,7 @@ def col2im(dcols, kh, kw, sh, sw, oh, ow, dx_pad):
                         for k in range(channels):
                             dx_pad[n, r * sh + p, c * sw + q, k] += dcols[row, start + k]
 
+
 CHUNK_BYTES = 2 << 20  # about this many bytes of im2col matrix at a time (see the module docstring)
 
 
