@@ -86,8 +86,8 @@ def conv_pool_backward(dy, cache, need_dx=True):
         # dz: dy masked by ReLU's derivative at each window's winner, 0 elsewhere; then the conv backward's
         # two matrix products. BLAS on the dense, mostly-zero dz beat every loop over the winners we tried.
         oh, ow = geometry[:2]
-        dz = np.zeros((len(dy), oh, ow, w.shape[3]), dtype=dy.dtype)
-        _maxpool_backward(np.where(y > 0, dy, 0).astype(dy.dtype) if relu else dy, winner, ow, dz)
+        dz = np.empty((len(dy), oh, ow, w.shape[3]), dtype=dy.dtype)
+        _maxpool_backward(dy, winner, ow, y if relu else y[:0], dz)
         return conv2d_backward(dz, (x_shape, x_pad, w, strides, pads), need_dx)
     n_parts = -(-len(dy) // DW_PART_IMAGES)
     dw_parts = np.zeros((n_parts, *w.shape), dtype=w.dtype)

