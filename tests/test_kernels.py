@@ -1,6 +1,8 @@
 """Fast kernels agree with the formula-literal reference; both agree with finite differences and with the
 hand-checked TensorFlow facts of TF_PARITY.md (asymmetric 'same' padding, first-max tie rule, += on overlap)."""
 
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -253,3 +255,13 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
         numba.set_num_threads(previous)
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
+
+
+def test_numba_runs_on_openmp_with_sleeping_idle_threads():
+    """numcnn's import picks Numba's OpenMP layer (a parallel loop starts in microseconds, not tens of them)
+    and makes OpenMP's idle threads sleep instead of spinning on the cores BLAS needs (README, Performance)."""
+    if os.environ.get("NUMBA_THREADING_LAYER", "default") != "default":
+        pytest.skip("the environment chose its own threading layer")
+    fast.maxpool2d_forward(np.zeros((2, 2, 2, 1), np.float32))  # starts Numba's threads
+    assert numba.threading_layer() == "omp"
+    assert os.environ["OMP_WAIT_POLICY"] == "passive"
