@@ -111,7 +111,7 @@ def conv_pool_backward(dy, cache, need_dx=True):
 def _direct_conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
     """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the first
     maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie rule;
-    selects rather than branches, so the channel loop vectorises). Every conv output is summed in the same
+    the same scan as ``kernels.pool``'s). Every conv output is summed in the same
     order, so equal receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal
     rows differently depending on where they sit, and so move the gradient of a tie)."""
     kh, kw, c_in, c_out = w.shape
@@ -119,8 +119,8 @@ def _direct_conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft
     w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
     for n in prange(x_pad.shape[0]):
         z = np.empty((ph, ow, c_out), dtype=y.dtype)
-        best = np.empty(c_out, dtype=y.dtype)
-        best_at = np.empty(c_out, dtype=np.int32)
+        best, spare = np.empty(c_out, dtype=y.dtype), np.empty(c_out, dtype=y.dtype)
+        best_at, spare_at = np.empty(c_out, dtype=np.int32), np.empty(c_out, dtype=np.int32)
         for pr in range(poh):
             z[:] = 0
             for a in range(ph):
@@ -146,13 +146,20 @@ def _direct_conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft
                         c = pc * psw + e - pleft
                         if c < 0 or c >= ow:
                             continue
-                        z_rc = z[a, c]
-                        for j in range(c_out):
-                            value = z_rc[j] + b[j]
-                            better = first or value > best[j]
-                            best[j] = value if better else best[j]
-                            best_at[j] = r * ow + c if better else best_at[j]
-                        first = False
+                        z_rc, at = z[a, c], r * ow + c
+                        if first:
+                            for j in range(c_out):
+                                best[j] = z_rc[j] + b[j]
+                                best_at[j] = at
+                            first = False
+                        else:  # into the spare buffers, then swap: see kernels/pool.py on masked stores
+                            for j in range(c_out):
+                                value = z_rc[j] + b[j]
+                                better = value > best[j]
+                                spare[j] = value if better else best[j]
+                                spare_at[j] = at if better else best_at[j]
+                            best, spare = spare, best
+                            best_at, spare_at = spare_at, best_at
                 for j in range(c_out):
                     y[n, pr, pc, j] = max(best[j], 0) if relu else best[j]
                     winner[n, pr, pc, j] = best_at[j]
