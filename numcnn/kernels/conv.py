@@ -99,11 +99,14 @@ def conv2d_backward(dy, cache, need_dx=True):
     w2 = w.reshape(-1, c_out)
     dw = np.zeros_like(w2)
     dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype) if need_dx else None
+    dcols_buffer = None  # one buffer for every chunk (a fresh 2 MB array per chunk costs page faults)
     for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow):
         dy_rows = dy[start:stop].reshape(-1, c_out)
         dw += cols.T @ dy_rows
         if need_dx:
-            col2im(dy_rows @ w2.T, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
+            dcols_buffer = np.empty_like(cols) if dcols_buffer is None else dcols_buffer
+            dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
+            col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
     db = dy.reshape(-1, c_out).sum(axis=0)
     if not need_dx:
         return None, dw.reshape(w.shape), db

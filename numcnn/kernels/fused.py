@@ -72,9 +72,11 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     if method == "direct":
         _direct_conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
     else:
+        z_buffer = None  # one buffer for every chunk, as in kernels.conv
         for start, stop, cols in im2col_chunks(x_pad, w, conv_strides, oh, ow):
-            z = (cols @ w.reshape(-1, c_out)).reshape(stop - start, oh, ow, c_out)
-            _maxpool_forward(z, b, relu, *pool, y[start:stop], winner[start:stop])
+            z_buffer = np.empty((len(cols), c_out), x.dtype) if z_buffer is None else z_buffer
+            z = np.matmul(cols, w.reshape(-1, c_out), out=z_buffer[:len(cols)])
+            _maxpool_forward(z.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop], winner[start:stop])
     return y, (method, x.shape, x_pad, w, conv_strides, pads, geometry, y, winner, relu)
 
 
