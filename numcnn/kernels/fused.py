@@ -113,9 +113,9 @@ def conv_pool_backward(dy, cache, need_dx=True):
 def _direct_conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
     """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the first
     maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie rule;
-    the same scan as ``kernels.pool``'s). Every conv output is summed in the same
-    order, so equal receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal
-    rows differently depending on where they sit, and so move the gradient of a tie)."""
+    the same scan as ``kernels.pool``'s). Every conv output is summed in the same order, so equal receptive
+    fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows differently depending
+    on where they sit, and so move the gradient of a tie)."""
     kh, kw, c_in, c_out = w.shape
     _, poh, pow_, _ = y.shape
     w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
