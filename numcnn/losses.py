@@ -17,19 +17,9 @@ formula, unclipped; ``Sequential`` does the same through ``loss_and_gradient_fro
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 EPSILON = 1e-7  # keras.config.epsilon()
-
-
-def logsumexp(z: np.ndarray) -> np.ndarray:
-    """``log sum_j exp(z_j)`` over the last axis, computed as ``m + log sum exp(z - m)`` (no overflow)."""
-    m = np.max(z, axis=-1, keepdims=True)
-    return (m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True)))[..., 0]
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def sparse_labels(y_true, n_classes: int) -> np.ndarray:
@@ -83,12 +73,16 @@ class _CrossentropyBase(Loss):
         raise NotImplementedError
 
     def loss_and_gradient_from_logits(self, y_true, z):
-        """Stable cross-entropy from logits: ``L = mean_n sum_j t_nj (logsumexp(z_n) - z_nj)``."""
+        """Stable cross-entropy from logits: ``L = mean_n sum_j t_nj (logsumexp(z_n) - z_nj)``, and
+        ``dL/dz_nj = (softmax(z_n)_j sum_k t_nk - t_nj) / N``. One pass per row (``_cross_entropy_rows``): the
+        same formulas in NumPy took ~20 small array operations, 0.1 ms of a 5 ms training step at batch 32."""
+        z = np.ascontiguousarray(z)
+        if z.ndim != 2 or z.shape[1] == 0:
+            raise ValueError(f"cross-entropy needs logits of shape (N, classes), got {z.shape}")
         t = self.targets(y_true, z.shape[-1], z.dtype)
-        n = z.shape[0]
-        per_row = np.sum(t, axis=-1) * logsumexp(z) - np.sum(t * z, axis=-1)
-        dz = (softmax(z) * np.sum(t, axis=-1, keepdims=True) - t) / z.dtype.type(max(n, 1))
-        return self._batch_mean(per_row, z), dz.astype(z.dtype)
+        per_row, dz = np.empty(len(z), dtype=z.dtype), np.empty_like(z)
+        _cross_entropy_rows(z, t, z.dtype.type(max(len(z), 1)), per_row, dz)
+        return self._batch_mean(per_row, z), dz
 
     def loss_and_gradient(self, y_true, y_pred):
         if self.from_logits:
@@ -97,6 +91,25 @@ class _CrossentropyBase(Loss):
 
     def get_config(self):
         return {"from_logits": self.from_logits}
+
+
+@njit(cache=True)
+def _cross_entropy_rows(z, t, n, per_row, dz):
+    """Per row: ``m = max z``, ``e = exp(z - m)`` (the largest is 1: no overflow), ``s = sum e``;
+    ``logsumexp(z) = m + log s``, ``softmax(z) = e / s``; then the loss and gradient above."""
+    for i in range(z.shape[0]):
+        m = z[i, 0]
+        for j in range(z.shape[1]):
+            m = max(m, z[i, j])
+        s, t_sum, tz = z.dtype.type(0), z.dtype.type(0), z.dtype.type(0)
+        for j in range(z.shape[1]):
+            dz[i, j] = np.exp(z[i, j] - m)
+            s += dz[i, j]
+            t_sum += t[i, j]
+            tz += t[i, j] * z[i, j]
+        per_row[i] = t_sum * (m + np.log(s)) - tz
+        for j in range(z.shape[1]):
+            dz[i, j] = (dz[i, j] / s * t_sum - t[i, j]) / n
 
 
 class SparseCategoricalCrossentropy(_CrossentropyBase):

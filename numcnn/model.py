@@ -354,7 +354,8 @@ class Sequential:
             state.add_batch(loss, len(batch), self._correct(yb, self._last_output) if self.metrics else 0)
             if checkpointer is not None and checkpointer.due(state.step):
                 checkpointer.save(self, state)
-            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
+            if verbose:  # (formatting the postfix costs 25 us a step even with the bar disabled)
+                bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
         logs = {"loss": state.loss_sum / state.seen}
         if self.metrics:
             logs["accuracy"] = state.correct / state.seen

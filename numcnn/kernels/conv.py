@@ -88,10 +88,11 @@ def im2col_chunks(x_pad, w, strides, oh, ow):
         yield start, stop, cols
 
 
-def conv2d_backward(dy, cache, need_dx=True):
+def conv2d_backward(dy, cache, need_dx=True, need_db=True):
     """``dW2 = colsᵀ dY``, ``db = Σ dY``, ``dx = col2im(dY W2ᵀ)`` (see the module docstring), chunk by chunk.
 
-    With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None."""
+    With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None;
+    likewise ``db`` with ``need_db=False`` (the fused conv+pool op has it already)."""
     x_shape, x_pad, w, strides, pads = cache
     kh, kw, c_in, c_out = w.shape
     _, oh, ow, _ = dy.shape
@@ -107,7 +108,7 @@ def conv2d_backward(dy, cache, need_dx=True):
             dcols_buffer = np.empty_like(cols) if dcols_buffer is None else dcols_buffer
             dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
             col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
-    db = dy.reshape(-1, c_out).sum(axis=0)
+    db = dy.reshape(-1, c_out).sum(axis=0) if need_db else None
     if not need_dx:
         return None, dw.reshape(w.shape), db
     top, _, left, _ = pads

@@ -34,11 +34,13 @@ accumulation is bound by memory traffic, a GEMM by arithmetic.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
 from .conv import conv2d_backward, im2col_chunks
-from .pool import _maxpool_backward, _maxpool_forward
+from .pool import _maxpool_backward, _maxpool_forward, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
 
 # Below this receptive-field size a GEMM is too thin for BLAS to run well (K = 9 ran at 8% of peak).
@@ -70,7 +72,8 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
     geometry = (oh, ow, *pool)
     if method == "direct":
-        _direct_conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
+        conv_pool, _ = _direct_kernels(kh, kw, c_in)
+        conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
     else:
         z_buffer = None  # one buffer for every chunk, as in kernels.conv
         for start, stop, cols in im2col_chunks(x_pad, w, conv_strides, oh, ow):
@@ -89,14 +92,16 @@ def conv_pool_backward(dy, cache, need_dx=True):
         # two matrix products. BLAS on the dense, mostly-zero dz beat every loop over the winners we tried.
         oh, ow = geometry[:2]
         dz = np.empty((len(dy), oh, ow, w.shape[3]), dtype=dy.dtype)
-        _maxpool_backward(dy, winner, ow, y if relu else y[:0], dz)
-        return conv2d_backward(dz, (x_shape, x_pad, w, strides, pads), need_dx)
+        db_images = np.zeros((len(dy), w.shape[3]), dtype=dy.dtype)
+        _maxpool_backward(dy, y, relu, winner, *geometry[2:], dz, db_images)
+        dx, dw, _ = conv2d_backward(dz, (x_shape, x_pad, w, strides, pads), need_dx, need_db=False)
+        return dx, dw, db_images.sum(axis=0)  # the bias gradient from the routing: 4x fewer values to add
     n_parts = -(-len(dy) // DW_PART_IMAGES)
     dw_parts = np.zeros((n_parts, *w.shape), dtype=w.dtype)
     db_parts = np.zeros((n_parts, w.shape[3]), dtype=w.dtype)
     dx_pad = np.zeros(x_pad.shape if need_dx else (0, 0, 0, 0), dtype=dy.dtype)
-    _direct_backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, DW_PART_IMAGES, need_dx, dw_parts,
-                     db_parts, dx_pad)
+    _, backward = _direct_kernels(*w.shape[:3])
+    backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, DW_PART_IMAGES, need_dx, dw_parts, db_parts, dx_pad)
     dw, db = dw_parts.sum(axis=0), db_parts.sum(axis=0)
     if not need_dx:
         return None, dw, db
@@ -108,91 +113,49 @@ def conv_pool_backward(dy, cache, need_dx=True):
 # Direct kernels (few input channels). Work goes one row of pooling windows at a time: the conv rows it
 # needs live in a small buffer ``z[a, c, j]`` (a < PH), so the innermost loops run over a whole row of
 # outputs and channels — long enough to vectorise well — and ``z`` never leaves the cache.
+#
+# The kernels are compiled once per receptive field (KH, KW, C_in): Numba compiles a closure's variables
+# as constants, so the tap loops ``for p in range(kh)`` etc. have known trip counts and LLVM unrolls them.
+# Each conv output's sum then stays in a register across its taps, and the dW update can walk the taps of
+# one output position at a time (with runtime trip counts: loads and stores of the accumulator per tap).
+# Measured on the seed model's first layer, batch 128: forward 1.55 -> 1.44 ms, backward 2.45 -> 1.5 ms.
 # ----------------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
-def _direct_conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
-    """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the first
-    maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie rule;
-    the same scan as ``kernels.pool``'s). Every conv output is summed in the same order, so equal receptive
-    fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows differently depending
-    on where they sit, and so move the gradient of a tie)."""
-    kh, kw, c_in, c_out = w.shape
-    _, poh, pow_, _ = y.shape
-    w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
-    for n in prange(x_pad.shape[0]):
-        z = np.empty((ph, ow, c_out), dtype=y.dtype)
-        best, spare = np.empty(c_out, dtype=y.dtype), np.empty(c_out, dtype=y.dtype)
-        best_at, spare_at = np.empty(c_out, dtype=np.int32), np.empty(c_out, dtype=np.int32)
-        for pr in range(poh):
-            z[:] = 0
-            for a in range(ph):
-                r = pr * psh + a - ptop
-                if r < 0 or r >= oh:  # the pooling window's 'same' padding: never a maximum
-                    continue
-                for p in range(kh):
-                    for q in range(kw):
-                        for k in range(c_in):
-                            w_tap = w_taps[(p * kw + q) * c_in + k]
-                            for c in range(ow):
-                                pixel = x_pad[n, r * sh + p, c * sw + q, k]
-                                z_rc = z[a, c]
-                                for j in range(c_out):
-                                    z_rc[j] += pixel * w_tap[j]
-            for pc in range(pow_):
-                first = True
+@functools.cache
+def _direct_kernels(kh, kw, c_in):
+    """``(conv_pool, backward)``: the direct forward and backward kernels for one (KH, KW, C_in)."""
+
+    @njit(parallel=True, cache=True)
+    def conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
+        """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the
+        first maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie
+        rule; the same scan as ``kernels.pool``'s). Every conv output is summed in the same order, so equal
+        receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows
+        differently depending on where they sit, and so move the gradient of a tie)."""
+        c_out = w.shape[3]
+        _, poh, pow_, _ = y.shape
+        w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
+        zero = y.dtype.type(0)  # typed zeros: a bare 0 is an int64, which turns float32 math into float64
+        for n in prange(x_pad.shape[0]):
+            z = np.empty((ph, ow, c_out), dtype=y.dtype)
+            best, spare = np.empty(c_out, dtype=y.dtype), np.empty(c_out, dtype=y.dtype)
+            best_at, spare_at = np.empty(c_out, dtype=np.int32), np.empty(c_out, dtype=np.int32)
+            for pr in range(poh):
                 for a in range(ph):
                     r = pr * psh + a - ptop
-                    if r < 0 or r >= oh:
+                    if r < 0 or r >= oh:  # the pooling window's 'same' padding: never a maximum
                         continue
-                    for e in range(pw):
-                        c = pc * psw + e - pleft
-                        if c < 0 or c >= ow:
-                            continue
-                        z_rc, at = z[a, c], r * ow + c
-                        if first:
-                            for j in range(c_out):
-                                best[j] = z_rc[j] + b[j]
-                                best_at[j] = at
-                            first = False
-                        else:  # into the spare buffers, then swap: see kernels/pool.py on masked stores
-                            for j in range(c_out):
-                                value = z_rc[j] + b[j]
-                                better = value > best[j]
-                                spare[j] = value if better else best[j]
-                                spare_at[j] = at if better else best_at[j]
-                            best, spare = spare, best
-                            best_at, spare_at = spare_at, best_at
-                for j in range(c_out):
-                    y[n, pr, pc, j] = max(best[j], 0) if relu else best[j]
-                    winner[n, pr, pc, j] = best_at[j]
-
-
-@njit(parallel=True, cache=True)
-def _direct_backward(x_pad, w, dy, y, relu, winner, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, chunk,
-                     need_dx, dw_parts, db_parts, dx_pad):
-    """Per row of pooling windows: ``g[a, c, j]`` = the gradient of conv output ``(r, c, j)`` (``dy`` routed to
-    each window's winner, 0 elsewhere; overlapping windows add up), then for every tap ``(p, q, k)``::
-
-        dw[p, q, k, j]                   += sum_c g[a, c, j] * x_pad[n, r*sh + p, c*sw + q, k]
-        dx_pad[n, r*sh + p, c*sw + q, k] += sum_j g[a, c, j] * w[p, q, k, j]            (if need_dx)
-
-    Images are split into fixed chunks with one partial ``dw`` each (no races; the parts are summed in a
-    fixed order, so the result does not depend on the thread count)."""
-    kh, kw, c_in, c_out = w.shape
-    n_images, poh, pow_, _ = dy.shape
-    w_taps = w.reshape(kh * kw * c_in, c_out)
-    dw_taps = dw_parts.reshape(dw_parts.shape[0], kh * kw * c_in, c_out)
-    for part in prange(dw_parts.shape[0]):
-        g = np.empty((ph, ow, c_out), dtype=dy.dtype)
-        masked = np.empty(c_out, dtype=dy.dtype)
-        for n in range(part * chunk, min((part + 1) * chunk, n_images)):
-            for pr in range(poh):
-                g[:] = 0
+                    for c in range(ow):
+                        z_rc = z[a, c]
+                        for j in range(c_out):  # vectorised over channels; the taps are unrolled
+                            total = zero
+                            for p in range(kh):
+                                for q in range(kw):
+                                    for k in range(c_in):
+                                        tap = (p * kw + q) * c_in + k
+                                        total += x_pad[n, r * sh + p, c * sw + q, k] * w_taps[tap, j]
+                            z_rc[j] = total
                 for pc in range(pow_):
-                    for j in range(c_out):
-                        # ReLU's derivative: no gradient where the pooled output was clipped to 0
-                        masked[j] = dy[n, pr, pc, j] if not relu or y[n, pr, pc, j] > 0 else 0
-                        db_parts[part, j] += masked[j]
+                    first = True
                     for a in range(ph):
                         r = pr * psh + a - ptop
                         if r < 0 or r >= oh:
@@ -201,23 +164,73 @@ def _direct_backward(x_pad, w, dy, y, relu, winner, sh, sw, oh, ow, ph, pw, psh,
                             c = pc * psw + e - pleft
                             if c < 0 or c >= ow:
                                 continue
+                            z_rc, at = z[a, c], r * ow + c
+                            if first:
+                                for j in range(c_out):
+                                    best[j] = z_rc[j] + b[j]
+                                    best_at[j] = at
+                                first = False
+                            else:  # into the spare buffers, then swap: see kernels/pool.py on masked stores
+                                for j in range(c_out):
+                                    value = z_rc[j] + b[j]
+                                    better = value > best[j]
+                                    spare[j] = value if better else best[j]
+                                    spare_at[j] = at if better else best_at[j]
+                                best, spare = spare, best
+                                best_at, spare_at = spare_at, best_at
+                    for j in range(c_out):
+                        y[n, pr, pc, j] = max(best[j], zero) if relu else best[j]
+                        winner[n, pr, pc, j] = best_at[j]
+
+    @njit(parallel=True, cache=True)
+    def backward(x_pad, w, dy, y, relu, winner, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, chunk, need_dx,
+                 dw_parts, db_parts, dx_pad):
+        """Per row of pooling windows: ``g[a, c, j]`` = the gradient of conv output ``(r, c, j)`` (``dy``
+        masked by ReLU's derivative, routed to each window's winner, 0 elsewhere; overlapping windows add
+        up), then for every output position ``(r, c)`` and tap ``(p, q, k)``::
+
+            dw[p, q, k, j]                   += g[a, c, j] * x_pad[n, r*sh + p, c*sw + q, k]
+            dx_pad[n, r*sh + p, c*sw + q, k] += sum_j g[a, c, j] * w[p, q, k, j]            (if need_dx)
+
+        Images are split into fixed chunks with one partial ``dw`` each (no races; the parts are summed in
+        a fixed order, so the result does not depend on the thread count)."""
+        c_out = w.shape[3]
+        n_images, poh, pow_, _ = dy.shape
+        w_taps = w.reshape(kh * kw * c_in, c_out)
+        dw_taps = dw_parts.reshape(dw_parts.shape[0], kh * kw * c_in, c_out)
+        zero = dy.dtype.type(0)
+        for part in prange(dw_parts.shape[0]):
+            g = np.empty((ph, ow, c_out), dtype=dy.dtype)
+            masked = np.empty((pow_, c_out), dtype=dy.dtype)
+            db, dw = db_parts[part], dw_taps[part]
+            for n in range(part * chunk, min((part + 1) * chunk, n_images)):
+                for pr in range(poh):
+                    g[:] = 0
+                    route_window_row(dy[n, pr], y[n, pr], relu, winner[n, pr], pr, oh, ow, ph, pw, psh, psw, ptop,
+                                     pleft, pr * psh - ptop, masked, db, g)
+                    for a in range(ph):
+                        r = pr * psh + a - ptop
+                        if r < 0 or r >= oh:
+                            continue
+                        # position-outer, tap-inner: consecutive updates go to different dw rows (tap-outer
+                        # made each update wait for the previous one to the same row: 1.9x slower)
+                        for c in range(ow):
                             g_rc = g[a, c]
-                            for j in range(c_out):  # a compare-and-select per channel: vectorises
-                                g_rc[j] += masked[j] if winner[n, pr, pc, j] == r * ow + c else 0
-                for a in range(ph):
-                    r = pr * psh + a - ptop
-                    if r < 0 or r >= oh:
-                        continue
-                    for p in range(kh):
-                        for q in range(kw):
-                            for k in range(c_in):
-                                tap = (p * kw + q) * c_in + k
-                                dw_tap = dw_taps[part, tap]  # (C_out,)
-                                for c in range(ow):
-                                    pixel = x_pad[n, r * sh + p, c * sw + q, k]
-                                    g_rc = g[a, c]
-                                    for j in range(c_out):
-                                        dw_tap[j] += pixel * g_rc[j]
-                                if need_dx:
-                                    for c in range(ow):
-                                        dx_pad[n, r * sh + p, c * sw + q, k] += np.sum(g[a, c] * w_taps[tap])
+                            for p in range(kh):
+                                for q in range(kw):
+                                    for k in range(c_in):
+                                        pixel = x_pad[n, r * sh + p, c * sw + q, k]
+                                        dw_tap = dw[(p * kw + q) * c_in + k]
+                                        for j in range(c_out):
+                                            dw_tap[j] += pixel * g_rc[j]
+                            if need_dx:
+                                for p in range(kh):
+                                    for q in range(kw):
+                                        for k in range(c_in):
+                                            w_tap = w_taps[(p * kw + q) * c_in + k]
+                                            total = zero
+                                            for j in range(c_out):
+                                                total += g_rc[j] * w_tap[j]
+                                            dx_pad[n, r * sh + p, c * sw + q, k] += total
+
+    return conv_pool, backward
