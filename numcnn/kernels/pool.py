@@ -71,7 +71,8 @@ def route_window_row(dy_row, y_row, relu, winner_row, pr, oh, ow, ph, pw, psh, p
     where ``y_row > 0`` (ReLU's derivative); the routed ``dy`` is also added to ``db`` (the conv's bias).
 
     Written as a compare-and-select at every window position rather than a scatter to the winners: it
-    vectorises over channels (no index arithmetic per element) and ran 3x faster (measured)."""
+    vectorises over channels (no index arithmetic per element): max pooling's backward ran 2.4x faster
+    (measured on 128 images of 26x26x32)."""
     pow_, channels = masked.shape
     zero = dx.dtype.type(0)  # not a bare 0 (an int64): choosing between float32 and int64 is done in float64,
     # which made this function 1.8x slower (measured)
@@ -97,16 +98,16 @@ def route_window_row(dy_row, y_row, relu, winner_row, pr, oh, ow, ph, pw, psh, p
 
 
 @njit(parallel=True, cache=True)
-def _maxpool_backward(dy, y, relu, winner, ph, pw, sh, sw, top, left, dx, db_images):
+def _maxpool_backward(dy, winner, ph, pw, sh, sw, top, left, dx):
     """``route_window_row`` for every row of windows; one image per thread, ``dx[n]`` zeroed just before its
-    adds land on it (still in cache). ``db_images[n]``: image n's routed ``dy`` summed over positions."""
+    adds land on it (still in cache)."""
     n_images, oh, ow, channels = dy.shape
     for n in prange(n_images):
-        masked = np.empty((ow, channels), dtype=dx.dtype)
+        masked, unused_db = np.empty((ow, channels), dtype=dx.dtype), np.empty(channels, dtype=dx.dtype)
         dx[n] = 0
         for r in range(oh):
-            route_window_row(dy[n, r], y[n, r], relu, winner[n, r], r, dx.shape[1], dx.shape[2], ph, pw, sh, sw,
-                             top, left, 0, masked, db_images[n], dx[n])
+            route_window_row(dy[n, r], dy[n, r], False, winner[n, r], r, dx.shape[1], dx.shape[2], ph, pw, sh, sw,
+                             top, left, 0, masked, unused_db, dx[n])
 
 
 def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
@@ -124,8 +125,6 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
 def maxpool2d_backward(dy, cache):
     """``dx[winner] += dy`` for every output."""
     x_shape, winner, pool = cache
-    dy = np.ascontiguousarray(dy)
     dx = np.empty(x_shape, dtype=dy.dtype)
-    unused_db = np.zeros((len(dy), dy.shape[3]), dtype=dy.dtype)
-    _maxpool_backward(dy, dy, False, winner, *pool, dx, unused_db)  # no ReLU mask, so ``y`` is not read
+    _maxpool_backward(np.ascontiguousarray(dy), winner, *pool, dx)
     return dx
