@@ -97,11 +97,12 @@ class _CrossentropyBase(Loss):
 def _cross_entropy_rows(z, t, n, per_row, dz):
     """Per row: ``m = max z``, ``e = exp(z - m)`` (the largest is 1: no overflow), ``s = sum e``;
     ``logsumexp(z) = m + log s``, ``softmax(z) = e / s``; then the loss and gradient above."""
+    zero = z.dtype.type(0)
     for i in range(z.shape[0]):
         m = z[i, 0]
         for j in range(z.shape[1]):
             m = max(m, z[i, j])
-        s, t_sum, tz = z.dtype.type(0), z.dtype.type(0), z.dtype.type(0)
+        s, t_sum, tz = zero, zero, zero
         for j in range(z.shape[1]):
             dz[i, j] = np.exp(z[i, j] - m)
             s += dz[i, j]

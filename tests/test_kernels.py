@@ -248,9 +248,10 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
             y, cache = fast.conv2d_forward(x, w, b, (1, 1), "same")
             p, pool_cache = fast.maxpool2d_forward(y, (3, 3), (1, 1))
             dy = fast.maxpool2d_backward(np.ones_like(p), pool_cache)
-            fused_y, fused_cache = fast.conv_pool_forward(x, w, b, (1, 1), "same", (2, 2))  # direct path
-            results.append((y, p, *fast.conv2d_backward(dy, cache), fused_y,
-                            *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache)))
+            results.append((y, p, *fast.conv2d_backward(dy, cache)))
+            for path in ("direct", "gemm"):  # each has dW parts of fixed size and its own loop order
+                fused_y, fused_cache = fast.conv_pool_forward(x, w, b, (1, 1), "same", (2, 2), method=path)
+                results[-1] += (fused_y, *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache))
     finally:
         numba.set_num_threads(previous)
     for a, b_ in zip(*results):
