@@ -164,8 +164,9 @@ def _winners_backward(x_pad, w_t, dy, y, relu, winner, sh, sw, ow, chunk, need_d
 # The kernels are compiled once per receptive field (KH, KW, C_in): Numba compiles a closure's variables
 # as constants, so the tap loops ``for p in range(kh)`` etc. have known trip counts and LLVM unrolls them.
 # Each conv output's sum then stays in a register across its taps, and the dW update can walk the taps of
-# one output position at a time (with runtime trip counts: loads and stores of the accumulator per tap).
-# Measured on the seed model's first layer, batch 128: forward 1.55 -> 1.44 ms, backward 2.45 -> 1.5 ms.
+# one output position at a time (with runtime trip counts that order was the slower one). Measured on the
+# seed model's first layer at batch 128, with ``route_window_row``: forward 1.73 -> 1.48 ms, backward
+# 2.89 -> 1.96 ms (per-layer profile of benchmarks/run.py).
 # ----------------------------------------------------------------------------------------------
 @functools.cache
 def _direct_kernels(kh, kw, c_in):
@@ -260,7 +261,7 @@ def _direct_kernels(kh, kw, c_in):
                         if r < 0 or r >= oh:
                             continue
                         # position-outer, tap-inner: consecutive updates go to different dw rows (tap-outer
-                        # made each update wait for the previous one to the same row: 1.9x slower)
+                        # made each update wait for the previous one to the same row: 1.5x slower)
                         for c in range(ow):
                             g_rc = g[a, c]
                             for p in range(kh):
