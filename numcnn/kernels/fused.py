@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv import im2col_chunks
-from .pool import _maxpool_forward, route_window_row
+from .pool import _maxpool_forward, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
 
 # Below this receptive-field size a GEMM is too thin for BLAS to run well (K = 9 ran at 8% of peak).
@@ -176,17 +176,16 @@ def _direct_kernels(kh, kw, c_in):
     def conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
         """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the
         first maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie
-        rule; the same scan as ``kernels.pool``'s). Every conv output is summed in the same order, so equal
-        receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows
-        differently depending on where they sit, and so move the gradient of a tie)."""
-        c_out = w.shape[3]
-        _, poh, pow_, _ = y.shape
+        rule; ``pool.pool_window_row``, the scan max pooling uses too). Every conv output is summed in the
+        same order, so equal receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round
+        equal rows differently depending on where they sit, and so move the gradient of a tie)."""
+        c_out, poh = w.shape[3], y.shape[1]
         w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
         zero = y.dtype.type(0)  # typed zeros: a bare 0 is an int64, which turns float32 math into float64
         for n in prange(x_pad.shape[0]):
             z = np.empty((ph, ow, c_out), dtype=y.dtype)
-            best, spare = np.empty(c_out, dtype=y.dtype), np.empty(c_out, dtype=y.dtype)
-            best_at, spare_at = np.empty(c_out, dtype=np.int32), np.empty(c_out, dtype=np.int32)
+            buffers = (np.empty(c_out, dtype=y.dtype), np.empty(c_out, dtype=y.dtype),
+                       np.empty(c_out, dtype=np.int32), np.empty(c_out, dtype=np.int32))
             for pr in range(poh):
                 for a in range(ph):
                     r = pr * psh + a - ptop
@@ -202,33 +201,8 @@ def _direct_kernels(kh, kw, c_in):
                                         tap = (p * kw + q) * c_in + k
                                         total += x_pad[n, r * sh + p, c * sw + q, k] * w_taps[tap, j]
                             z_rc[j] = total
-                for pc in range(pow_):
-                    first = True
-                    for a in range(ph):
-                        r = pr * psh + a - ptop
-                        if r < 0 or r >= oh:
-                            continue
-                        for e in range(pw):
-                            c = pc * psw + e - pleft
-                            if c < 0 or c >= ow:
-                                continue
-                            z_rc, at = z[a, c], r * ow + c
-                            if first:
-                                for j in range(c_out):
-                                    best[j] = z_rc[j] + b[j]
-                                    best_at[j] = at
-                                first = False
-                            else:  # into the spare buffers, then swap: see kernels/pool.py on masked stores
-                                for j in range(c_out):
-                                    value = z_rc[j] + b[j]
-                                    better = value > best[j]
-                                    spare[j] = value if better else best[j]
-                                    spare_at[j] = at if better else best_at[j]
-                                best, spare = spare, best
-                                best_at, spare_at = spare_at, best_at
-                    for j in range(c_out):
-                        y[n, pr, pc, j] = max(best[j], zero) if relu else best[j]
-                        winner[n, pr, pc, j] = best_at[j]
+                pool_window_row(z, pr * psh - ptop, b, relu, pr, oh, ow, ph, pw, psh, psw, ptop, pleft, buffers,
+                                y[n, pr], winner[n, pr])
 
     @njit(parallel=True, cache=True)
     def backward(x_pad, w, dy, y, relu, winner, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, chunk, need_dx,

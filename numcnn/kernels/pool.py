@@ -14,52 +14,63 @@ from numba import njit, prange
 from .reference import conv2d_geometry
 
 
+@njit(cache=True)
+def pool_window_row(values, row0, bias, relu, pr, height, width, ph, pw, sh, sw, top, left, buffers, y_row,
+                    winner_row):
+    """Max pooling's forward for one row ``pr`` of windows of one image: ``y_row[pc, k]`` = the first maximum
+    of ``values[r - row0, c, k] (+ bias[k])`` over window ``pc``, ``winner_row[pc, k]`` = its flat position
+    ``r * width + c`` (``values`` holds rows ``row0 ...`` of a ``height x width`` map; ``bias`` empty: none).
+
+    Channels are the innermost loop (contiguous in NHWC, so it vectorises). Each window's positions come in
+    row-major order: the first initialises (best, best_at), each later one replaces a channel's value only if
+    strictly greater, which keeps each channel's *first* maximum (TF's tie rule). A later position writes
+    into the spare buffers, which are then swapped in: written in place, ``best[k] = value if better else
+    best[k]`` compiles to a masked store ("store only where better"), which AMD CPUs execute slowly: the whole
+    scan ran 2.5x slower with it (measured here). ``bias`` and ``relu`` serve the fused Conv2D (kernels/fused.py):
+    the conv's bias is added to every value *before* comparing, exactly as the unfused ops round it, and ReLU
+    after the max equals the max after ReLU. ``buffers``: four scratch arrays of ``channels`` numbers."""
+    best, spare, best_at, spare_at = buffers
+    add_bias = bias.size > 0
+    zero = y_row.dtype.type(0)  # typed: max(float32, int 0) would be computed in float64
+    for pc in range(y_row.shape[0]):
+        first = True
+        for a in range(ph):
+            r = pr * sh + a - top
+            if r < 0 or r >= height:  # the window's 'same' padding: never a maximum
+                continue
+            for e in range(pw):
+                c = pc * sw + e - left
+                if c < 0 or c >= width:
+                    continue
+                row, at = values[r - row0, c], r * width + c
+                if first:
+                    for k in range(y_row.shape[1]):
+                        best[k] = row[k] + bias[k] if add_bias else row[k]
+                        best_at[k] = at
+                    first = False
+                else:
+                    for k in range(y_row.shape[1]):
+                        value = row[k] + bias[k] if add_bias else row[k]
+                        better = value > best[k]
+                        spare[k] = value if better else best[k]
+                        spare_at[k] = at if better else best_at[k]
+                    best, spare = spare, best
+                    best_at, spare_at = spare_at, best_at
+        for k in range(y_row.shape[1]):
+            y_row[pc, k] = max(best[k], zero) if relu else best[k]
+            winner_row[pc, k] = best_at[k]
+
+
 @njit(parallel=True, cache=True)
 def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
-    # Channels are the innermost loop (contiguous in NHWC, so it vectorises). Each window's positions come in
-    # row-major order: the first initialises (best, best_at), each later one replaces a channel's value only
-    # if strictly greater, which keeps each channel's *first* maximum (TF's tie rule).
-    # A later position writes into the spare buffers, which are then swapped in: written in place,
-    # ``best[j] = value if better else best[j]`` compiles to a masked store ("store only where better"),
-    # which AMD CPUs execute slowly: the whole scan ran 2.5x slower with it (measured here).
-    # ``bias`` (empty: none) and ``relu`` serve the fused Conv2D epilogue (kernels/fused.py): the conv's
-    # bias is added to every value *before* comparing, exactly as the unfused ops round it.
+    """``pool_window_row`` for every row of windows; one image per thread."""
     n_images, height, width, channels = x.shape
-    add_bias = bias.size > 0
-    zero = y.dtype.type(0)  # typed: max(float32, int 0) would be computed in float64
-    _, oh, ow, _ = y.shape
     for n in prange(n_images):
-        best, spare = np.empty(channels, dtype=y.dtype), np.empty(channels, dtype=y.dtype)
-        best_at, spare_at = np.empty(channels, dtype=np.int32), np.empty(channels, dtype=np.int32)
-        for r in range(oh):
-            for c in range(ow):
-                first = True
-                for p in range(ph):
-                    row = r * sh + p - top
-                    if row < 0 or row >= height:
-                        continue
-                    for q in range(pw):
-                        col = c * sw + q - left
-                        if col < 0 or col >= width:
-                            continue
-                        values, at = x[n, row, col], row * width + col
-                        if first:
-                            for k in range(channels):
-                                best[k] = values[k] + bias[k] if add_bias else values[k]
-                                best_at[k] = at
-                            first = False
-                        else:
-                            for k in range(channels):
-                                value = values[k] + bias[k] if add_bias else values[k]
-                                better = value > best[k]
-                                spare[k] = value if better else best[k]
-                                spare_at[k] = at if better else best_at[k]
-                            best, spare = spare, best
-                            best_at, spare_at = spare_at, best_at
-                for k in range(channels):
-                    # ReLU after the max equals the max after ReLU (see kernels/fused.py)
-                    y[n, r, c, k] = max(best[k], zero) if relu else best[k]
-                    winner[n, r, c, k] = best_at[k]
+        buffers = (np.empty(channels, dtype=y.dtype), np.empty(channels, dtype=y.dtype),
+                   np.empty(channels, dtype=np.int32), np.empty(channels, dtype=np.int32))
+        for r in range(y.shape[1]):
+            pool_window_row(x[n], 0, bias, relu, r, height, width, ph, pw, sh, sw, top, left, buffers, y[n, r],
+                            winner[n, r])
 
 
 @njit(cache=True)
