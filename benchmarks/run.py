@@ -221,13 +221,22 @@ def sgemm_gflops() -> float:
 
 
 def cpu_name() -> str:
+    """The CPU as it matters for speed and for the last bits of results: its model name, the microarchitecture
+    Numba compiles for (LLVM's host CPU, e.g. ``znver3`` or ``znver4``) and the widest SIMD it has. Machines
+    named "AMD EPYC" alike differ here (Zen 3 with AVX2, Zen 4 with AVX-512), and so do the timings."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    from llvmlite import binding
+
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model} ({binding.get_host_cpu_name()}, {simd})"
 
 
 def cold_start(empty_cache: bool) -> float:

@@ -365,6 +365,153 @@ print(f"integrated gradients completeness error: {completeness_error:.2%}")"""),
 ]
 
 
+NOTEBOOKS["07_batchnorm_and_transposed_convolution"] = [
+    ("md", """# 7. Batch normalization and transposed convolution, by hand
+
+Two layers every modern CNN tutorial uses next: **batch normalization** (normalise each channel with the batch's
+own statistics while training) and **transposed convolution** (the layer generative CNNs upsample with). For
+each: the formula, the formula-literal reference loop, the fast kernel, a finite-difference check, and the check
+against TensorFlow.
+
+## Batch normalization
+
+Per channel $c$, over the $M$ values of that channel in the batch ($M = N H W$ after a Conv2D):
+
+$$\\mu = \\frac1M \\sum x, \\qquad \\sigma^2 = \\frac1M \\sum (x - \\mu)^2, \\qquad \\hat x = \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}, \\qquad y = \\gamma \\hat x + \\beta$$
+
+The variance is the **biased** one (divided by $M$), as Keras and TensorFlow use. At inference the moving
+statistics replace $\\mu, \\sigma^2$; each training step updates them as
+$\\text{moving} \\leftarrow \\text{moving} \\cdot m + \\text{batch} \\cdot (1 - m)$ with momentum $m = 0.99$."""),
+    ("code", """import numpy as np
+import numcnn
+from numcnn import kernels
+from numcnn.kernels import reference
+np.set_printoptions(precision=5, suppress=True)
+rng = np.random.default_rng(0)
+x = rng.normal(2.0, 3.0, size=(4, 5, 5, 3))           # 4 images, 5x5, 3 channels, float64
+gamma, beta = rng.uniform(0.5, 1.5, 3), rng.normal(size=3)
+mean, var = reference.batchnorm_moments(x)
+print("batch mean", mean, " biased variance", var)
+y_ref, cache_ref = reference.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics=True)
+mean_f, var_f = kernels.batchnorm_moments(x)
+y_fast, cache_fast = kernels.batchnorm_forward(x, gamma, beta, mean_f, var_f, 1e-3, batch_statistics=True)
+print("reference loop vs fast kernel, max difference:", np.abs(y_ref - y_fast).max())
+print("each channel of y has mean beta and std ~gamma:", y_fast.mean(axis=(0, 1, 2)), y_fast.std(axis=(0, 1, 2)))"""),
+    ("md", """### The backward pass, and the classic mistake
+
+$\\mu$ and $\\sigma^2$ are functions of **every** $x$ in the batch, so the chain rule has two more paths. With
+$s = \\sqrt{\\sigma^2 + \\epsilon}$:
+
+$$\\frac{\\partial L}{\\partial \\beta} = \\sum dy, \\qquad \\frac{\\partial L}{\\partial \\gamma} = \\sum dy\\, \\hat x, \\qquad
+\\frac{\\partial L}{\\partial x} = \\frac{\\gamma}{s}\\Big(dy - \\overline{dy} - \\hat x\\, \\overline{dy\\, \\hat x}\\Big)$$
+
+(bars: means over the channel's $M$ values). A from-scratch implementation that forgets the two correction terms
+writes $\\partial L / \\partial x = \\gamma\\, dy / s$ — right for inference (constant statistics), wrong for
+training. A float64 finite-difference check catches it at once:"""),
+    ("code", """def numerical_gradient(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps; plus = f()
+        x[i] = old - eps; minus = f()
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b))
+
+dy = rng.normal(size=x.shape)
+def loss():                       # L = sum(y * dy), with the batch's own statistics (training mode)
+    m, v = kernels.batchnorm_moments(x)
+    return np.sum(kernels.batchnorm_forward(x, gamma, beta, m, v, 1e-3, True)[0] * dy)
+
+numerical = numerical_gradient(loss, x)
+dx, dgamma, dbeta = kernels.batchnorm_backward(dy, kernels.batchnorm_forward(x, gamma, beta, *kernels.batchnorm_moments(x), 1e-3, True)[1])
+naive_dx = gamma / np.sqrt(var + 1e-3) * dy        # the mistake: statistics treated as constants
+print(f"full backward       vs finite differences: {relative_error(dx, numerical):.1e}")
+print(f"naive backward      vs finite differences: {relative_error(naive_dx, numerical):.1e}   <- caught")"""),
+    ("md", "### The layer, its moving statistics, and TensorFlow\n`BatchNormalization` keeps Keras's weight order `[gamma, beta, moving_mean, moving_variance]`; only gamma and beta are trainable. `fit` and `train_step` run it with batch statistics, `predict` and `evaluate` with the moving ones."),
+    ("code", """from numcnn.layers import Input, BatchNormalization
+x32 = x.astype(np.float32)
+model = numcnn.Sequential([Input((5, 5, 3)), BatchNormalization(momentum=0.9)], seed=0)
+for _ in range(3):
+    model.forward(x32, training=True)            # each training forward updates the moving statistics once
+print("moving mean after 3 training steps:", model.layers[0].get_weights()[2])
+print("by the formula:                    ", (1 - 0.9 ** 3) * mean)
+model.summary()"""),
+    ("code", """try:
+    from numcnn import verify
+    tf, keras = verify.import_tensorflow()
+except ImportError:
+    print("TensorFlow is not installed: pip install -e '.[tf]' to run this check")
+else:
+    layer = keras.layers.BatchNormalization(momentum=0.9)
+    layer.build(x32.shape)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            x_var = tf.Variable(x32)
+            y_tf = layer(x_var, training=True)
+            objective = tf.reduce_sum(y_tf * dy.astype(np.float32))
+        dx_tf = tape.gradient(objective, x_var)
+    ours = numcnn.Sequential([Input((5, 5, 3)), BatchNormalization(momentum=0.9)], seed=0)
+    for _ in range(3):
+        y_ours = ours.forward(x32, training=True)
+    dx_ours = ours.backward(dy.astype(np.float32))
+    print("forward, max rel. difference to TF:", np.abs(y_ours - y_tf.numpy()).max() / np.abs(y_tf.numpy()).max())
+    print("dx,      max rel. difference to TF:", np.abs(dx_ours - dx_tf.numpy()).max() / np.abs(dx_tf.numpy()).max())
+    for name, a, b in zip(["gamma", "beta", "moving_mean", "moving_variance"], ours.get_weights(), layer.get_weights()):
+        print(f"{name:16s} max difference to TF: {np.abs(a - b).max():.1e}")"""),
+    ("md", """## Transposed convolution
+
+A Conv2D maps an image to a smaller grid of sums. Its **input gradient** runs the other way: every output
+gradient sends a copy of the kernel, scaled by it, back onto the input, `stride` pixels apart, overlapping copies
+adding up. A transposed convolution is exactly that map used as a layer — it *upsamples*:
+
+$$y_{full}[n,\\; r s_h + p,\\; c s_w + q,\\; j] \\mathrel{+}= x[n, r, c, k]\\; w[p, q, j, k], \\qquad y = \\text{crop}(y_{full}) + b$$
+
+Keras stores its kernel as $(K_H, K_W, \\text{filters}, C_{in})$ — out before in, the reverse of Conv2D — because it
+*is* the kernel of the Conv2D whose input gradient it computes. Output size: `valid` $(H-1)s + \\max(K, s)$,
+`same` $H s$ (the crop is TF's asymmetric 'same' padding of that Conv2D)."""),
+    ("code", """x = rng.normal(size=(2, 4, 4, 3))
+w = rng.normal(size=(3, 3, 5, 3))                  # (kh, kw, filters=5, in_channels=3)
+b = np.zeros(5)
+for padding in ("valid", "same"):
+    y_ref, _ = reference.conv2d_transpose_forward(x, w, b, (2, 2), padding)
+    y_fast, cache = kernels.conv2d_transpose_forward(x, w, b, (2, 2), padding)
+    print(f"{padding}: 4x4 -> {y_ref.shape[1]}x{y_ref.shape[2]}, reference vs fast max difference {np.abs(y_ref - y_fast).max():.1e}")
+
+# The same numbers as a Conv2D's input gradient: a 9x9 image, kernel w read as HWIO (in=5, out=3), stride 2
+_, conv_cache = kernels.conv2d_forward(np.zeros((2, 9, 9, 5)), w, np.zeros(3), (2, 2), "valid")
+dx_of_conv, _, _ = kernels.conv2d_backward(x, conv_cache)
+y_valid, _ = kernels.conv2d_transpose_forward(x, w, b, (2, 2), "valid")
+print("Conv2DTranspose forward == Conv2D input gradient:", np.array_equal(y_valid, dx_of_conv) or np.abs(y_valid - dx_of_conv).max())"""),
+    ("code", """dy = rng.normal(size=y_valid.shape)
+dx, dw, db = kernels.conv2d_transpose_backward(dy, cache=kernels.conv2d_transpose_forward(x, w, b, (2, 2), "valid")[1])
+f = lambda: np.sum(kernels.conv2d_transpose_forward(x, w, b, (2, 2), "valid")[0] * dy)
+print(f"dx vs finite differences: {relative_error(dx, numerical_gradient(f, x)):.1e}")
+print(f"dw vs finite differences: {relative_error(dw, numerical_gradient(f, w)):.1e}")"""),
+    ("md", "Where the stride does not divide the kernel size, some output pixels receive more kernel copies than their neighbours: that is the source of the *checkerboard artefacts* of generators built on transposed convolutions (Odena et al. 2016). With kernel 3 and stride 2, count the copies:"),
+    ("code", """ones = np.ones((1, 4, 4, 1))
+coverage, _ = kernels.conv2d_transpose_forward(ones, np.ones((3, 3, 1, 1)), np.zeros(1), (2, 2), "same")
+print(coverage[0, :, :, 0])"""),
+    ("code", """try:
+    tf, keras = verify.import_tensorflow()
+except ImportError:
+    print("TensorFlow is not installed: pip install -e '.[tf]' to run this check")
+else:
+    from numcnn.layers import Conv2DTranspose
+    layer = keras.layers.Conv2DTranspose(5, 3, strides=2, padding="same")
+    x32 = x.astype(np.float32)
+    y_tf = layer(x32).numpy()
+    ours = numcnn.Sequential([Input((4, 4, 3)), Conv2DTranspose(5, 3, strides=2, padding="same")], seed=0)
+    ours.set_weights(layer.get_weights())       # the same kernel layout: no transposes
+    y_ours = ours.predict(x32)
+    print("Keras weight shapes:", [w.shape for w in layer.get_weights()])
+    print("forward, max rel. difference to TF:", np.abs(y_ours - y_tf).max() / np.abs(y_tf).max())"""),
+]
+
+
 def build() -> list[Path]:
     paths = []
     for name, cells in NOTEBOOKS.items():

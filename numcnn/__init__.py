@@ -5,7 +5,11 @@ hot loops. Conventions (NHWC, Keras weight layouts, TF padding and tie rules, Ke
 formulas) match Keras 3, so weights move both ways and results can be checked against TensorFlow.
 """
 
+import importlib
+import importlib.abc
+import importlib.machinery
 import os
+import sys
 
 # OpenBLAS's idle threads spin after a matrix product and slow the Numba kernel that follows on a
 # 2-core machine; a short timeout makes them sleep. It only works if set before NumPy loads BLAS.
@@ -24,6 +28,42 @@ from .model import History, Sequential  # noqa: E402
 from .zoo import seed_mnist_model  # noqa: E402
 
 __version__ = "0.1.0"
+
+# Submodules a Keras user reaches for as attributes (``numcnn.datasets.load_mnist()``), imported on first use
+# so that ``import numcnn`` stays fast and never loads TensorFlow or matplotlib.
+LAZY_SUBMODULES = ("datasets", "preprocessing", "generate", "explain", "interop", "callbacks", "utils")
+# Keras's spelling -> where the module lives in numcnn (``from numcnn.callbacks import EarlyStopping``).
+MODULE_ALIASES = {f"{__name__}.callbacks": f"{__name__}.training.callbacks"}
+
+
+def __getattr__(name):
+    if name in LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # the import also sets it as our attribute
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(LAZY_SUBMODULES))
+
+
+class _AliasImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import numcnn.callbacks`` give the module ``numcnn.training.callbacks`` itself: one module
+    under two names, as ``os.path`` is ``posixpath``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.machinery.ModuleSpec(fullname, self) if fullname in MODULE_ALIASES else None
+
+    def create_module(self, spec):
+        module = importlib.import_module(MODULE_ALIASES[spec.name])
+        self._real_spec = module.__spec__  # the import system will stamp the alias's spec on it: undone below
+        return module
+
+    def exec_module(self, module):
+        module.__spec__ = self._real_spec
+
+
+if not any(isinstance(finder, _AliasImporter) for finder in sys.meta_path):
+    sys.meta_path.append(_AliasImporter())
 
 __all__ = ["Sequential", "History", "load_model", "ModelFileError", "seed_mnist_model", "layers", "losses",
            "optimizers", "initializers", "kernels", "__version__"]

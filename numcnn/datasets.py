@@ -64,7 +64,16 @@ class DatasetError(NumcnnError, ValueError):
     """A data file is missing, malformed, or failed its checksum."""
 
 
-def notice(message: str) -> None:
+_NOTICES_SHOWN: set[str] = set()
+
+
+def notice(message: str, once: str | None = None) -> None:
+    """One line on stderr; with ``once`` (a key), at most once per process: an offline user calling
+    ``load_mnist()`` in a loop needs to hear that the download failed once, not on every call."""
+    if once is not None:
+        if once in _NOTICES_SHOWN:
+            return
+        _NOTICES_SHOWN.add(once)
     print(f"numcnn: {message}", file=sys.stderr)
 
 
@@ -236,7 +245,7 @@ def _load(name: str, path=None, download_missing: bool = True, base_url: str | N
         try:
             return download(name, base_url=base_url)
         except DatasetError as error:
-            notice(f"{name}: download failed: {error}")
+            notice(f"{name}: download failed: {error}", once=f"{name} download failed")
     return None
 
 
@@ -247,7 +256,7 @@ def load_mnist(path=None, download: bool = True, base_url: str | None = None, ve
         return found
     if verbose:
         notice("MNIST not found locally or online; using the embedded 5,000-image sample "
-               "(4,000 train / 1,000 test)")
+               "(4,000 train / 1,000 test)", once="mnist embedded fallback")
     return load_embedded_mnist()
 
 
@@ -269,6 +278,16 @@ def load_dataset(name_or_path: str) -> tuple:
         return load_mnist()
     if key in ("fashion-mnist", "fashion_mnist"):
         return load_fashion_mnist()
-    if Path(name_or_path).expanduser().exists():
-        return read_path(name_or_path)
-    raise DatasetError(f"unknown dataset {name_or_path!r}: use mnist-5k, mnist, fashion-mnist or a path")
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return read_path(path)
+    if _looks_like_path(str(name_or_path)):
+        raise DatasetError(f"dataset path {name_or_path} was not found (expected a folder with the four "
+                           f"*-ubyte(.gz) IDX files or a Keras-style .npz file)")
+    raise DatasetError(f"unknown dataset {name_or_path!r}: use mnist-5k, mnist, fashion-mnist, or the path of a "
+                       f"folder of IDX files or a .npz file")
+
+
+def _looks_like_path(text: str) -> bool:
+    """``/data/mnist``, ``./x``, ``~/x``, ``x/y``, ``mnist.npz``: meant as a path, not a dataset's name."""
+    return os.sep in text or "/" in text or text.startswith(("~", ".")) or Path(text).suffix in (".npz", ".gz")

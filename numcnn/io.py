@@ -1,5 +1,10 @@
 """Safe model files and atomic writes.
 
+``save(model, path)`` picks the format from the name: ``.keras`` (a Keras 3 file), ``.weights.h5`` (Keras's
+weights file), ``.npz`` (numcnn's own, below); ``load_model(path)`` reads all three and tf.keras's legacy
+full-model ``.h5``, telling them apart by their first bytes, never by trusting the name. Keras files are
+read and written by ``numcnn.interop.keras`` with ``zipfile``, ``json`` and ``h5py`` only.
+
 A numcnn model file (``.npz``, a zip that ``numpy.load`` reads with ``allow_pickle=False``) holds:
 
 * ``header``: UTF-8 JSON as a uint8 array: format name and version, the model config (architecture),
@@ -18,6 +23,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +115,9 @@ def read_arrays_file(path) -> tuple[dict, dict[str, np.ndarray]]:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
     except Exception as error:  # zip, zlib, npy-header and size errors of a damaged file all mean the same
+        if "allow_pickle" in str(error):  # NumPy's hint would suggest an unsafe option: say what it is instead
+            raise ModelFileError(f"{path}: not a readable numcnn model file: it holds pickled Python objects, "
+                                 f"which numcnn never loads") from None
         raise ModelFileError(f"{path}: not a readable numcnn model file ({type(error).__name__}: {error})") from None
     header_bytes = contents.pop("header", None)
     if header_bytes is None or header_bytes.dtype != np.uint8 or header_bytes.ndim != 1:
@@ -151,8 +160,97 @@ def save_model(model, path, include_optimizer: bool = True, extra: dict | None =
     write_arrays_file(path, header, arrays)
 
 
-def load_model(path, compile: bool = True):
-    """Load a model saved by ``save_model``/``Sequential.save``; raises ``ModelFileError`` on a bad file."""
+ZIP_MAGIC = b"PK\x03\x04"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+SAVE_FORMATS = "'.keras' (Keras 3 file), '.weights.h5' (Keras weights) or '.npz' (numcnn's own)"
+
+
+def model_file_kind(path) -> str:
+    """What a model file is, from its content: ``"numcnn"`` (a zip without ``config.json``: numcnn's
+    ``.npz``, checked in full when read), ``"keras"`` (a zip with ``config.json``), ``"keras-legacy-h5"``
+    (HDF5 with a ``model_config``), ``"keras-weights"`` (HDF5 with Keras 3's ``layers`` group). Anything else
+    raises ``ModelFileError`` saying what the file is not."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    with open(path, "rb") as handle:
+        start = handle.read(len(HDF5_MAGIC))
+    if not start:
+        raise ModelFileError(f"{path}: not a readable model file: the file is empty")
+    if start.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except Exception:  # noqa: BLE001  zipfile raises many kinds on a damaged archive
+            return "numcnn"  # the numcnn reader says in detail what is wrong
+        return "keras" if "config.json" in names else "numcnn"
+    if start == HDF5_MAGIC:
+        return _hdf5_kind(path)
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    looks = "text" if _is_text(head) else "binary data"
+    raise ModelFileError(f"{path}: not a readable model file: neither a zip archive (numcnn .npz, Keras .keras) "
+                         f"nor an HDF5 file (Keras .h5, .weights.h5); it starts with {looks}: {head[:24]!r}")
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(32 <= byte < 127 or byte in b"\t\r\n" for byte in data)
+
+
+def _hdf5_kind(path) -> str:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            if "model_config" in h5.attrs:
+                return "keras-legacy-h5"
+            if "layers" in h5:
+                return "keras-weights"
+            top = sorted(h5.keys())[:5]
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable HDF5 file ({error})") from None
+    raise ModelFileError(f"{path}: an HDF5 file, but not a Keras model or weights file: no 'layers' group (as Keras 3 "
+                         f"writes) and no 'model_config' (as tf.keras's full-model .h5 has); its groups: {top}")
+
+
+def save(model, path, overwrite: bool = True) -> None:
+    """Save ``model`` in the format its name asks for: ``.keras``, ``.weights.h5`` or ``.npz`` (any other name
+    raises ValueError). ``overwrite=False`` refuses to replace an existing file."""
+    from .interop import keras as keras_files
+
+    name = Path(path).name.lower()
+    if not overwrite and Path(path).exists():
+        raise FileExistsError(f"{path} exists (overwrite=False)")
+    if name.endswith(".weights.h5"):
+        keras_files.save_keras_weights(model, path)
+    elif name.endswith(".keras"):
+        keras_files.save_keras_file(model, path)
+    elif name.endswith(".npz"):
+        save_model(model, path)
+    elif name.endswith(".h5"):
+        raise ValueError(f"{path}: numcnn does not write full-model .h5 files (Keras 3 calls that format legacy); "
+                         f"use {SAVE_FORMATS}")
+    else:
+        raise ValueError(f"{path}: cannot tell the file format from the name; use {SAVE_FORMATS}")
+
+
+def load_model(path, compile: bool = True, model=None):
+    """Load a numcnn ``.npz``, a Keras ``.keras`` or a legacy full-model Keras ``.h5`` file; a Keras
+    ``.weights.h5`` needs ``model``, the numcnn model to fill (it is returned). Compiled when the file has
+    compile settings numcnn supports (and ``compile``). Any problem raises ``ModelFileError``."""
+    kind = model_file_kind(path)
+    if kind != "numcnn":
+        from .interop.keras import load_keras_file
+
+        return load_keras_file(path, model=model, compile=compile)
+    return _load_numcnn_file(path, compile)
+
+
+def _load_numcnn_file(path, compile: bool):
     from . import losses, optimizers
     from .model import Sequential
 

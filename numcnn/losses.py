@@ -8,16 +8,38 @@ For a batch of N rows, logits ``z``, probabilities ``p`` and class ``y``:
   ``log q`` as logits: ``L_n = log sum_j q_nj - log q_n[y_n]`` (not exactly ``-log p_y``).
 * CategoricalCrossentropy(from_logits=False): Keras first renormalises ``p' = p / sum p``, then clips,
   ``L_n = -sum_j t_nj log clip(p'_nj)``; from logits ``L_n = sum_j t_nj (logsumexp(z_n) - z_nj)``.
+* ``label_smoothing = s`` (CategoricalCrossentropy, Keras's definition): the targets become
+  ``t' = t (1 - s) + s / C`` (C classes) before either formula. SparseCategoricalCrossentropy takes the same
+  argument as a numcnn extension — Keras 3.15's has none (measured: ``TypeError``) — defined by one-hot
+  encoding: with ``s > 0`` it *is* CategoricalCrossentropy(label_smoothing=s) on ``onehot(y)`` (probabilities:
+  the renormalise-then-clip formula above); with ``s = 0`` nothing changes.
+* BinaryCrossentropy (elementwise, targets ``t`` in [0, 1], any shape; the mean over the last axis, then
+  over the batch = the mean over all elements, ``M`` of them): from probabilities
+  ``l = -(t log q + (1 - t) log(1 - q))``, ``q = clip(p, 1e-7, 1 - 1e-7)``, gradient
+  ``dL/dp = (-t / q + (1 - t) / (1 - q)) / M`` where ``p`` was not clipped (0 where it was); from logits
+  the stable ``l = max(z, 0) - z t + log(1 + exp(-|z|))``, gradient ``dL/dz = (sigmoid(z) - t) / M``.
+  ``label_smoothing = s`` squeezes the targets towards 1/2: ``t' = t (1 - s) + s / 2``.
 * MeanSquaredError: ``L_n = mean_j (p_nj - t_nj)^2``.
 
-When the probabilities come straight out of a softmax, Keras recovers the logits and uses the logits
-formula, unclipped; ``Sequential`` does the same through ``loss_and_gradient_from_logits``.
+When the probabilities come straight out of a softmax — or, for BinaryCrossentropy, a sigmoid — Keras
+recovers the logits and uses the logits formula, unclipped (measured, Keras 3.15: a sigmoid output with logit
+30 and target 0 gives BinaryCrossentropy 30.0 in ``evaluate``, ``fit`` and under ``GradientTape``, not the
+clipped 16.118); ``Sequential`` does the same through ``loss_and_gradient_from_logits`` when the loss's
+``fused_activation`` is the activation that ends the model. Keras goes further: it takes whatever logits the
+last activation cached, so a *softmax* output under BinaryCrossentropy is scored as sigmoids of the softmax's
+logits (measured: logits [30, 0, -30], target [0, 0, 1]: 20.23, where the clipped probabilities give 10.69),
+and a sigmoid output under CategoricalCrossentropy as a softmax of the sigmoid's logits (60.0 instead of
+16.118). numcnn does not copy these mismatched pairs: it scores the probabilities the model outputs.
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from numba import njit
+
+from .kernels.activations import sigmoid_forward
 
 EPSILON = 1e-7  # keras.config.epsilon()
 
@@ -44,7 +66,13 @@ class Loss:
     """``loss(y_true, y_pred) -> float`` and ``gradient(y_true, y_pred) -> dL/dy_pred`` (mean over the batch)."""
 
     name = "loss"
-    fuses_with_softmax = False
+    # The activation whose *input* this loss is computed from when that activation ends the model
+    # (``loss_and_gradient_from_logits``), as Keras does: "softmax", "sigmoid" or None.
+    fused_activation: str | None = None
+
+    @property
+    def fuses_with_softmax(self) -> bool:
+        return self.fused_activation == "softmax"
 
     def __call__(self, y_true, y_pred) -> float:
         return self.loss_and_gradient(y_true, y_pred)[0]
@@ -62,15 +90,32 @@ class Loss:
         return y_pred.dtype.type(np.mean(per_row)) if per_row.size else y_pred.dtype.type(0)
 
 
-class _CrossentropyBase(Loss):
-    fuses_with_softmax = True
+def check_label_smoothing(value) -> float:
+    """``label_smoothing`` must be a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {value!r}")
+    return float(value)
 
-    def __init__(self, from_logits: bool = False):
+
+class _CrossentropyBase(Loss):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
         self.from_logits = bool(from_logits)
-        self.fuses_with_softmax = not self.from_logits
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.fused_activation = None if self.from_logits else "softmax"
 
     def targets(self, y_true, n_classes, dtype) -> np.ndarray:
+        """The target distributions ``t'`` (N, C), label smoothing applied."""
+        return self.smooth(self.raw_targets(y_true, n_classes, dtype))
+
+    def raw_targets(self, y_true, n_classes, dtype) -> np.ndarray:
         raise NotImplementedError
+
+    def smooth(self, t) -> np.ndarray:
+        """Keras's label smoothing for C classes: ``t' = t (1 - s) + s / C``."""
+        if not self.label_smoothing:
+            return t
+        s = t.dtype.type(self.label_smoothing)
+        return t * (1 - s) + s / t.dtype.type(t.shape[-1])
 
     def loss_and_gradient_from_logits(self, y_true, z):
         """Stable cross-entropy from logits: ``L = mean_n sum_j t_nj (logsumexp(z_n) - z_nj)``, and
@@ -90,7 +135,7 @@ class _CrossentropyBase(Loss):
         return self._loss_and_gradient_from_probabilities(y_true, y_pred)
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 @njit(cache=True)
@@ -116,13 +161,17 @@ def _cross_entropy_rows(z, t, n, per_row, dz):
 class SparseCategoricalCrossentropy(_CrossentropyBase):
     name = "sparse_categorical_crossentropy"
 
-    def targets(self, y_true, n_classes, dtype):
+    def raw_targets(self, y_true, n_classes, dtype):
+        """One-hot rows of the class labels."""
         y = sparse_labels(y_true, n_classes)
         t = np.zeros((y.size, n_classes), dtype=dtype)
         t[np.arange(y.size), y] = 1
         return t
 
     def _loss_and_gradient_from_probabilities(self, y_true, p):
+        if self.label_smoothing:  # defined by one-hot encoding: CategoricalCrossentropy's formula
+            per_row, dp = categorical_from_probabilities(self.targets(y_true, p.shape[-1], p.dtype), p)
+            return self._batch_mean(per_row, p), dp
         # Keras: q = clip(p, eps, 1 - eps); L = logsumexp(log q) - log q_y = log(sum q) - log(q_y).
         n, n_classes = p.shape
         y = sparse_labels(y_true, n_classes)
@@ -140,26 +189,93 @@ class SparseCategoricalCrossentropy(_CrossentropyBase):
 class CategoricalCrossentropy(_CrossentropyBase):
     name = "categorical_crossentropy"
 
-    def targets(self, y_true, n_classes, dtype):
+    def raw_targets(self, y_true, n_classes, dtype):
         t = np.asarray(y_true, dtype=dtype)
         if t.ndim != 2 or t.shape[1] != n_classes:
             raise ValueError(f"one-hot targets must have shape (N, {n_classes}), got {t.shape}")
         return t
 
     def _loss_and_gradient_from_probabilities(self, y_true, p):
-        # Keras: p' = p / sum(p); q = clip(p', eps, 1 - eps); L = -sum_j t_j log q_j.
-        n, n_classes = p.shape
-        t = self.targets(y_true, n_classes, p.dtype)
+        per_row, dp = categorical_from_probabilities(self.targets(y_true, p.shape[-1], p.dtype), p)
+        return self._batch_mean(per_row, p), dp
+
+
+def categorical_from_probabilities(t, p):
+    """Keras's categorical cross-entropy of probabilities ``p`` (N, C) against targets ``t``: per-row losses
+    and the gradient of their batch mean. ``p' = p / sum(p)``; ``q = clip(p', eps, 1 - eps)``;
+    ``L_n = -sum_j t_j log q_j``."""
+    n = len(p)
+    eps = p.dtype.type(EPSILON)
+    total = np.sum(p, axis=-1, keepdims=True)
+    p_norm = p / total
+    q = np.clip(p_norm, eps, 1 - eps)
+    per_row = -np.sum(t * np.log(q), axis=-1)
+    inside = (p_norm >= eps) & (p_norm <= 1 - eps)
+    g = -t / q * inside  # dL/dp'
+    # p'_j = p_j / S  =>  dL/dp_k = (g_k - sum_j g_j p'_j) / S
+    dp = (g - np.sum(g * p_norm, axis=-1, keepdims=True)) / total
+    return per_row, (dp / p.dtype.type(max(n, 1))).astype(p.dtype)
+
+
+class BinaryCrossentropy(Loss):
+    """Keras's binary cross-entropy, elementwise, averaged over all elements (see the module docstring)."""
+
+    name = "binary_crossentropy"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.fused_activation = None if self.from_logits else "sigmoid"
+
+    def targets(self, y_true, y_pred) -> np.ndarray:
+        """Targets in ``y_pred``'s shape and dtype (``(N,)`` labels fit a ``(N, 1)`` output), smoothed
+        towards 1/2: ``t' = t (1 - s) + s / 2``."""
+        t = np.asarray(y_true, dtype=y_pred.dtype)
+        if t.size != y_pred.size:
+            raise ValueError(f"binary cross-entropy targets of shape {t.shape} do not fit predictions of shape "
+                             f"{y_pred.shape}")
+        t = t.reshape(y_pred.shape)
+        if self.label_smoothing:
+            s = y_pred.dtype.type(self.label_smoothing)
+            t = t * (1 - s) + s / y_pred.dtype.type(2)
+        return t
+
+    def _mean_and_scale(self, elementwise, y_pred):
+        """Keras's reduction: the mean over the last axis, then over the rest (the batch); and ``1 / M``,
+        the weight of each element in it (M elements: every mean is over equally many)."""
+        value = self._batch_mean(np.mean(elementwise, axis=-1), y_pred)
+        return value, y_pred.dtype.type(1) / y_pred.dtype.type(max(y_pred.size, 1))
+
+    def loss_and_gradient_from_logits(self, y_true, z):
+        """``l = max(z, 0) - z t + log(1 + exp(-|z|))`` (= ``-t log sigmoid(z) - (1 - t) log(1 - sigmoid(z))``
+        without overflow, TF's formula); ``dl/dz = sigmoid(z) - t``."""
+        z = np.asarray(z)
+        t = self.targets(y_true, z)
+        zero = z.dtype.type(0)
+        elementwise = np.maximum(z, zero) - z * t + np.log1p(np.exp(-np.abs(z)))
+        value, scale = self._mean_and_scale(elementwise, z)
+        return value, (sigmoid_forward(z)[0] - t) * scale
+
+    def _loss_and_gradient_from_probabilities(self, y_true, p):
+        """``l = -(t log q + (1 - t) log(1 - q))``, ``q = clip(p, eps, 1 - eps)``; the clip passes the gradient
+        only where it did not clip."""
+        p = np.asarray(p)
+        t = self.targets(y_true, p)
         eps = p.dtype.type(EPSILON)
-        total = np.sum(p, axis=-1, keepdims=True)
-        p_norm = p / total
-        q = np.clip(p_norm, eps, 1 - eps)
-        per_row = -np.sum(t * np.log(q), axis=-1)
-        inside = (p_norm >= eps) & (p_norm <= 1 - eps)
-        g = -t / q * inside  # dL/dp'
-        # p'_j = p_j / S  =>  dL/dp_k = (g_k - sum_j g_j p'_j) / S
-        dp = (g - np.sum(g * p_norm, axis=-1, keepdims=True)) / total
-        return self._batch_mean(per_row, p), (dp / p.dtype.type(max(n, 1))).astype(p.dtype)
+        one = p.dtype.type(1)
+        q = np.clip(p, eps, one - eps)
+        elementwise = -(t * np.log(q) + (one - t) * np.log(one - q))
+        value, scale = self._mean_and_scale(elementwise, p)
+        inside = (p >= eps) & (p <= one - eps)
+        return value, ((-t / q + (one - t) / (one - q)) * inside * scale).astype(p.dtype)
+
+    def loss_and_gradient(self, y_true, y_pred):
+        if self.from_logits:
+            return self.loss_and_gradient_from_logits(y_true, y_pred)
+        return self._loss_and_gradient_from_probabilities(y_true, y_pred)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 class MeanSquaredError(Loss):
@@ -176,6 +292,7 @@ class MeanSquaredError(Loss):
 LOSSES = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
 }

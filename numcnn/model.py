@@ -13,29 +13,22 @@ clipped-probability formula is not, and numerically stable (``dL/dz = (softmax(z
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 
 from . import losses as losses_module
 from . import optimizers as optimizers_module
 from . import validation
-from .errors import ShapeError, TrainingDivergedError
+from .errors import ShapeError
 from .layers import LAYER_CLASSES, Activation, AffineLayer, Conv2D, Input, Layer
 from .layers.base import snake_case
+from .training import metrics as metrics_module
+from .training.callbacks import History  # noqa: F401  (re-exported: numcnn.History, what fit returns)
+from .training.weighting import weighted_loss_and_gradient
 
-
-class History:
-    """Per-epoch metrics of ``fit``, as in Keras: ``history.history["loss"]`` etc."""
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-
-    def append(self, epoch: int, logs: dict) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
+# The training loop lives in numcnn.training.loop, which imports checkpoints and files (numcnn.io, which builds
+# Sequential models): fit/evaluate/predict/train_step import it when called, so that nothing imported here
+# imports this module back.
 
 
 class Sequential:
@@ -88,6 +81,13 @@ class Sequential:
         self.layers.append(layer)
         if self.input_shape is not None:
             self._build_layer(layer, self._shape_before(len(self.layers) - 1))
+
+    def pop(self) -> Layer:
+        """Remove the last layer and return it (Keras's ``Sequential.pop``); the model's output is then the
+        layer before's. The optimizer keeps the slots of the weights still trained (see ``Optimizer``)."""
+        if not self.layers:
+            raise TypeError("There are no layers in the model.")
+        return self.layers.pop()
 
     def _automatic_name(self, layer) -> str:
         base = snake_case(type(layer).__name__)
@@ -186,29 +186,54 @@ class Sequential:
         return dy
 
     def _softmax_output(self):
-        """How the model's output comes out of a softmax: ``"layer"`` when the last layer is a softmax
-        activation layer, ``"activation"`` when it is a Dense/Conv2D with ``activation="softmax"``, else None."""
+        """How the model's output comes out of a softmax or a sigmoid (whose inputs are the logits):
+        ``"layer"`` when the last layer is such an activation layer, ``"activation"`` when it is a Dense/Conv2D
+        with ``activation="softmax"`` or ``"sigmoid"``, else None."""
         last = self.layers[-1] if self.layers else None
-        if isinstance(last, Activation) and last.activation == "softmax":
+        if isinstance(last, Activation) and last.activation in ("softmax", "sigmoid"):
             return "layer"
-        if isinstance(last, AffineLayer) and last.activation == "softmax":
+        if isinstance(last, AffineLayer) and last.activation in ("softmax", "sigmoid"):
             return "activation"
         return None
 
-    def _loss_and_backward(self, y, output, need_input_gradient=True) -> tuple[float, np.ndarray]:
-        """Loss of ``output`` against ``y``, then backward through the whole model; returns ``(loss, dx)``."""
-        loss_fn = self._require_compiled()
-        if loss_fn.fuses_with_softmax and self._softmax_output():
-            loss, dz = loss_fn.loss_and_gradient_from_logits(y, self._logits(output))
-            return loss, self.backward_from_logits(dz, need_input_gradient)
-        loss, dy = loss_fn.loss_and_gradient(y, output)
-        return loss, self.backward(dy, need_input_gradient=need_input_gradient)
+    def _fuses_loss(self, loss_fn) -> bool:
+        """Whether the loss is computed from the logits, as Keras does: the model ends in the activation the
+        loss is fused with (softmax for the cross-entropies, sigmoid for binary cross-entropy; see
+        ``numcnn.losses`` for the mismatched pairs, which are not fused)."""
+        fused = getattr(loss_fn, "fused_activation", None)
+        return fused is not None and self._softmax_output() is not None and self.layers[-1].activation == fused
 
-    def loss_and_gradients(self, x, y) -> tuple[float, list[np.ndarray]]:
-        """Forward (training mode), loss and backward; returns ``(loss, grads)`` with ``grads`` in
-        ``get_weights()`` order. Parameters are **not** updated."""
+    def _output_loss_and_gradient(self, y, output, sample_weight=None):
+        """The loss of the last forward pass's ``output`` and its gradient, w.r.t. the logits when the loss is
+        fused with the final activation (``(loss, dz, True)``), else w.r.t. the output (``(loss, dy, False)``).
+        ``sample_weight`` weights each example as Keras does: ``sum_n w_n l_n / N`` (``training.weighting``)."""
+        loss_fn = self._require_compiled()
+        if self._fuses_loss(loss_fn):
+            loss, dz = weighted_loss_and_gradient(loss_fn.loss_and_gradient_from_logits, y, self._logits(output),
+                                                  sample_weight)
+            return loss, dz, True
+        loss, dy = weighted_loss_and_gradient(loss_fn.loss_and_gradient, y, output, sample_weight)
+        return loss, dy, False
+
+    def _loss_and_backward(self, y, output, need_input_gradient=True, sample_weight=None) -> tuple[float, np.ndarray]:
+        """Loss of ``output`` against ``y``, then backward through the whole model; returns ``(loss, dx)``."""
+        loss, gradient, from_logits = self._output_loss_and_gradient(y, output, sample_weight)
+        if from_logits:
+            return loss, self.backward_from_logits(gradient, need_input_gradient)
+        return loss, self.backward(gradient, need_input_gradient=need_input_gradient)
+
+    def compute_loss(self, y, y_pred, sample_weight=None) -> float:
+        """The loss of ``y_pred``, the output of the **last** forward pass, against ``y`` — as Keras computes it
+        (from the logits when the model ends in the loss's activation; weighted by ``sample_weight``)."""
+        return float(self._output_loss_and_gradient(y, y_pred, sample_weight)[0])
+
+    def loss_and_gradients(self, x, y, sample_weight=None) -> tuple[float, list[np.ndarray]]:
+        """Forward (training mode: Dropout drops, BatchNormalization uses and updates its batch statistics),
+        loss and backward; returns ``(loss, grads)`` with ``grads`` in ``trainable_params()`` order (Keras's
+        ``trainable_weights``). Parameters are **not** updated (the moving statistics are: training forward).
+        ``sample_weight`` (one weight per example) gives Keras's weighted loss ``sum_n w_n l_n / N``."""
         output = self.forward(x, training=True)
-        loss, _ = self._loss_and_backward(y, output, need_input_gradient=False)
+        loss, _ = self._loss_and_backward(y, output, need_input_gradient=False, sample_weight=sample_weight)
         return float(loss), self.get_gradients()
 
     # ------------------------------------------------------------------------------------------
@@ -216,7 +241,7 @@ class Sequential:
     # pushing the other classes down)
     # ------------------------------------------------------------------------------------------
     def forward_logits(self, x) -> np.ndarray:
-        """Forward pass returning the logits ``z`` (the input of a final softmax, or the output if none)."""
+        """Forward pass returning the logits ``z`` (the input of a final softmax or sigmoid, else the output)."""
         return self._logits(self.forward(x))
 
     def _logits(self, output) -> np.ndarray:
@@ -243,152 +268,141 @@ class Sequential:
         return self.backward(dz, need_input_gradient=need_input_gradient)
 
     def loss_and_input_gradient(self, x, y) -> tuple[float, np.ndarray]:
-        """Loss of a batch and ``dL/dx`` (for adversarial examples); fills the weight gradients too."""
-        output = self.forward(x, training=True)
+        """Loss of a batch and ``dL/dx`` (for adversarial examples); fills the weight gradients too.
+
+        Runs in **inference** mode (``training=False``): the gradient is that of the function the model computes
+        when used (moving statistics, no dropout), the same for the same ``x`` every time; it updates no moving
+        statistics and draws no dropout masks, so computing it leaves training exactly as it was (FGSM in
+        ``numcnn.generate.robust`` attacks the deployed model, then trains on the result with ``train_step``)."""
+        output = self.forward(x, training=False)
         loss, dx = self._loss_and_backward(y, output)
         return float(loss), dx
 
     def get_gradients(self) -> list[np.ndarray]:
+        """Gradients of ``trainable_params()``, in the same order (after a backward pass)."""
         return [g for layer in self.layers for g in layer.get_gradients()]
 
     def trainable_params(self) -> list[np.ndarray]:
-        """The parameter arrays themselves (not copies), in ``get_weights()`` order."""
-        return [p for layer in self.layers for p in layer.params.values()]
+        """The arrays the optimizer updates, themselves (not copies), in Keras's ``trainable_weights`` order:
+        ``get_weights()`` order without the non-trainable ones (moving statistics, frozen layers)."""
+        return [p for layer in self.layers for p in layer.trainable_weights]
 
-    def train_step(self, x, y) -> float:
-        """One step of gradient descent on one batch: forward, loss, backward, optimizer update."""
-        loss, grads = self.loss_and_gradients(x, y)
-        # Check before updating: a NaN/inf step must not reach the weights (they stay the last good ones).
-        if not np.isfinite(loss) or not all(np.isfinite(np.sum(g)) for g in grads):
-            raise TrainingDivergedError(f"the loss or a gradient became non-finite (loss {loss}); the weights "
-                                        f"are those from before this step — try a smaller learning rate")
-        self.optimizer.apply(self.trainable_params(), grads)
-        return loss
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array itself, in ``get_weights()`` order (Keras's ``model.weights``)."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        return self.trainable_params()
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        """``weights`` without the trainable ones, in the same order (Keras's ``non_trainable_weights``)."""
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or index (of ``layers``: ``Input`` is not one), with Keras's errors."""
+        if index is not None and name is not None:
+            raise ValueError(f"Provide only a layer name or a layer index. Received: index={index}, name={name}.")
+        if index is not None:
+            if len(self.layers) <= index:
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only has "
+                                 f"{len(self.layers)} layers.")
+            return self.layers[index]
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    def train_step(self, x, y, sample_weight=None) -> float:
+        """One step of gradient descent on one batch: forward, loss, backward, optimizer update; returns the loss
+        (measured before the update). A NaN/inf loss or gradient is never applied: ``TrainingDivergedError``,
+        and the weights stay the last good ones (``numcnn.training.loop.apply_gradients``)."""
+        from .training.loop import train_batch
+
+        return train_batch(self, x, y, sample_weight).loss
 
     # ------------------------------------------------------------------------------------------
-    # Keras-style training API
+    # Keras-style training API: thin methods over numcnn.training.loop
     # ------------------------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None) -> None:
+        """Choose the optimizer, the loss and the metrics (Keras names: "accuracy", "sparse_top_k_categorical_
+        accuracy", "mse", ... — see ``numcnn.training.metrics``), each by name or as an object."""
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
-        metrics = list(metrics or [])
-        unknown = [m for m in metrics if m not in ("accuracy", "acc")]
-        if unknown:
-            raise ValueError(f"unknown metrics {unknown}; numcnn supports ['accuracy']")
-        self.metrics = ["accuracy" for _ in metrics]
+        self.metrics = metrics_module.check_names(metrics)
 
     def _require_compiled(self):
         if self.loss is None:
             raise RuntimeError("call model.compile(optimizer, loss) before training or evaluating")
         return self.loss
 
-    @staticmethod
-    def _correct(y, output) -> int:
-        """Number of correct predictions: sparse labels (N,) or one-hot (N, C), as Keras's "accuracy"."""
-        predicted = np.argmax(output, axis=-1)
-        y = np.asarray(y)
-        labels = np.argmax(y, axis=-1) if y.ndim == output.ndim else y.reshape(predicted.shape)
-        return int(np.sum(predicted == labels))
+    def fit(self, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            validation_batch_size=None, validation_freq=1, *, seed=None, checkpoint_dir=None,
+            checkpoint_every=None, resume=False) -> History:
+        """Train for epochs ``initial_epoch .. epochs - 1`` over ``(x, y)`` in mini-batches of ``batch_size``
+        (default 32; the last one may be smaller), with Keras's arguments and semantics; returns the ``History``.
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
-            validation_data=None, verbose: int = 1, checkpoint_dir=None, checkpoint_every: int | None = None,
-            resume: bool = False) -> History:
-        """Train for ``epochs`` passes over ``(x, y)`` in mini-batches (the last one may be smaller).
+        The epoch's reported loss is, as in Keras, the mean of the batches' losses (each measured before that
+        batch's update) weighted by batch size; metrics are means over the epoch's examples.
+        ``validation_split``: the last fraction of ``(x, y)`` (taken before shuffling) is validation data;
+        ``validation_data``: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``, evaluated after every
+        ``validation_freq``-th epoch into ``val_*`` logs. ``class_weight`` ``{class: weight}`` or
+        ``sample_weight`` (one per example) weight the loss as Keras does: ``sum_n w_n l_n / N``.
+        ``callbacks``: ``numcnn.callbacks`` objects (EarlyStopping, ModelCheckpoint, ...), Keras's protocol.
 
-        The epoch's reported loss is, as in Keras, the mean of the batches' losses (each measured before
-        that batch's update) weighted by batch size. Shuffling uses ``numpy.random.default_rng(seed)``
-        (``seed=None``: the model's own generator), so a seed reproduces training bit for bit.
-
-        ``checkpoint_dir``: save model, optimizer state, shuffling RNG state and position atomically after every
-        epoch and every ``checkpoint_every`` steps; ``resume=True`` continues from the last checkpoint so that
-        the final weights are bit-identical to an uninterrupted run.
+        numcnn's own: ``seed`` — shuffling uses ``numpy.random.default_rng(seed)`` (``None``: the model's own
+        generator), so a seed reproduces training bit for bit. ``checkpoint_dir``: save model, optimizer state,
+        shuffling RNG state and position atomically after every epoch and every ``checkpoint_every`` steps;
+        ``resume=True`` continues from the last checkpoint so that the final weights are bit-identical to an
+        uninterrupted run. See ``numcnn.training.loop`` for the loop itself.
         """
-        from .checkpoint import Checkpointer, TrainingState
+        from .training import loop
 
-        self._require_compiled()
-        x = self._as_batch(x, require_finite=True)
-        y = validation.check_labels(y, len(x), self.output_shape, f"model {self.name!r} fit")
-        batch_size = validation.check_positive_int(batch_size, "batch_size")
-        if validation_data is not None:
-            validation_data = (self._as_batch(validation_data[0], require_finite=True), validation_data[1])
-        rng = np.random.default_rng(seed) if seed is not None else self.rng
-        checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir is not None else None
-        state = TrainingState()
-        if resume:
-            if checkpointer is None:
-                raise ValueError("resume=True needs checkpoint_dir")
-            state = checkpointer.restore(self, rng)
-        history = state.history
-        for epoch in range(state.epoch, epochs):
-            if state.step == 0:
-                state.rng_state = rng.bit_generator.state  # so a resumed run redraws this epoch's order
-            else:
-                rng.bit_generator.state = state.rng_state  # resuming mid-epoch: the same order again
-            order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            logs = self._run_epoch(x, y, order, batch_size, epoch, epochs, verbose, state, checkpointer)
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
-                logs.update({f"val_{key}": value for key, value in val.items()})
-            history.append(epoch, logs)
-            state.next_epoch(epoch + 1, rng.bit_generator.state)
-            if checkpointer is not None:
-                checkpointer.save(self, state)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()),
-                      file=sys.stderr)
-        return history
+        return loop.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                        validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                        class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch,
+                        validation_batch_size=validation_batch_size, validation_freq=validation_freq, seed=seed,
+                        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
 
-    def _run_epoch(self, x, y, order, batch_size, epoch, epochs, verbose, state, checkpointer) -> dict:
-        from tqdm.auto import tqdm
+    def evaluate(self, x, y, batch_size=None, verbose=0, sample_weight=None, callbacks=None, return_dict=False):
+        """``[loss, *metrics]`` over ``(x, y)`` in compile order (a dict with ``return_dict``), computed in
+        inference mode ``batch_size`` examples at a time. The loss is the mean over examples, computed as Keras
+        does (fused from the logits after a final softmax/sigmoid; weighted by ``sample_weight``)."""
+        from .training import loop
 
-        starts = range(state.step * batch_size, len(x), batch_size)
-        bar = tqdm(starts, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=not verbose,
-                   leave=False, file=sys.stderr)
-        for start in bar:
-            batch = order[start:start + batch_size]
-            xb, yb = x[batch], y[batch]
-            try:
-                loss = self.train_step(xb, yb)
-            except TrainingDivergedError as error:
-                raise TrainingDivergedError(f"epoch {epoch + 1}, step {state.step + 1}: {error}") from None
-            state.add_batch(loss, len(batch), self._correct(yb, self._last_output) if self.metrics else 0)
-            if checkpointer is not None and checkpointer.due(state.step):
-                checkpointer.save(self, state)
-            if verbose:  # (formatting the postfix costs 25 us a step even with the bar disabled)
-                bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
-        logs = {"loss": state.loss_sum / state.seen}
-        if self.metrics:
-            logs["accuracy"] = state.correct / state.seen
-        return logs
+        return loop.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
+                             callbacks=callbacks, return_dict=return_dict)
 
-    def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Model outputs for ``x``, computed ``batch_size`` examples at a time."""
-        x = self._as_batch(x, require_finite=True)
-        batch_size = validation.check_positive_int(batch_size, "batch_size")
-        return np.concatenate([self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)])
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None) -> np.ndarray:
+        """Model outputs for ``x``, computed ``batch_size`` examples at a time (default 32)."""
+        from .training import loop
 
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0, return_dict: bool = False):
-        """``[loss, accuracy]`` over ``(x, y)`` (``{"loss": .., "accuracy": ..}`` with ``return_dict``).
-        The loss is the mean over examples, computed as Keras does (fused from the logits after a softmax)."""
-        loss_fn = self._require_compiled()
-        x = self._as_batch(x, require_finite=True)
-        y = validation.check_labels(y, len(x), self.output_shape, f"model {self.name!r} evaluate")
-        batch_size = validation.check_positive_int(batch_size, "batch_size")
-        total_loss, total_correct = 0.0, 0
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            output = self.forward(xb)
-            total_loss += float(self._loss_only(loss_fn, yb, output)) * len(xb)
-            total_correct += self._correct(yb, output)
-        results = {"loss": total_loss / max(len(x), 1)}
-        if self.metrics:
-            results["accuracy"] = total_correct / max(len(x), 1)
-        return results if return_dict else list(results.values())
+        return loop.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
-    def _loss_only(self, loss_fn, y, output):
-        if loss_fn.fuses_with_softmax and self._softmax_output():
-            return loss_fn.loss_and_gradient_from_logits(y, self._logits(output))[0]
-        return loss_fn(y, output)
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One training step on this batch; returns its loss (a float) or ``[loss, *metrics]`` (or a dict), as
+        measured before the update — Keras's return convention."""
+        from .training import loop
+
+        return loop.train_on_batch(self, x, y, sample_weight=sample_weight, class_weight=class_weight,
+                                   return_dict=return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """The loss (a float) or ``[loss, *metrics]`` (or a dict) of one batch, in inference mode."""
+        from .training import loop
+
+        return loop.test_on_batch(self, x, y, sample_weight=sample_weight, return_dict=return_dict)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """The model's outputs for one batch."""
+        from .training import loop
+
+        return loop.predict_on_batch(self, x)
 
     # ------------------------------------------------------------------------------------------
     # Weights, config, summary, files
@@ -415,8 +429,17 @@ class Sequential:
             "name": self.name,
             "dtype": self.dtype.name,
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
+            "layers": [{"class_name": type(layer).__name__, "config": self._layer_config(layer)}
+                       for layer in self.layers],
         }
+
+    @staticmethod
+    def _layer_config(layer) -> dict:
+        """``layer.get_config()``, with ``trainable: False`` for a frozen layer even if its class's config omits it."""
+        config = layer.get_config()
+        if not layer.trainable:
+            config["trainable"] = False
+        return config
 
     @classmethod
     def from_config(cls, config: dict, seed: int | None = 0) -> "Sequential":
@@ -446,17 +469,21 @@ class Sequential:
             text.append("".join(cell.ljust(width) for cell, width in zip(row, widths)))
         text.append("=" * sum(widths))
         total = self.count_params()
-        text += [f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0"]
+        trainable = sum(w.size for w in self.trainable_weights)
+        text += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                 f"Non-trainable params: {total - trainable:,}"]
         output = "\n".join(text)
         if print_fn is not None:
             print_fn(output)
         return output
 
-    def save(self, path) -> None:
-        """Save architecture, weights and compile settings to one safe file (see ``numcnn.io``)."""
-        from .io import save_model
+    def save(self, path, overwrite: bool = True) -> None:
+        """Save to one file, in the format the name asks for (see ``numcnn.io.save``): ``.keras`` a Keras 3
+        file (architecture, weights, compile settings, optimizer state), ``.weights.h5`` Keras's weights file,
+        ``.npz`` numcnn's own safe file; any other name is refused."""
+        from .io import save
 
-        save_model(self, path)
+        save(self, path, overwrite=overwrite)
 
     def __repr__(self):
         return f"Sequential(name={self.name!r}, layers={[layer.name for layer in self.layers]})"

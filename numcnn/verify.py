@@ -88,38 +88,46 @@ def compare(case: str, quantity: str, ours, theirs, kind: str) -> Row:
 # ----------------------------------------------------------------------------------------------
 # Models and layers: forward, input gradient, weight gradients
 # ----------------------------------------------------------------------------------------------
-def keras_forward_and_gradients(keras_model, x, upstream):
-    """TF side: ``y = model(x)``, and the gradients of ``sum(y * upstream)`` w.r.t. x and every weight."""
+def keras_forward_and_gradients(keras_model, x, upstream, training=True):
+    """TF side: ``y = model(x)``, and the gradients of ``sum(y * upstream)`` w.r.t. x and every trainable weight
+    (Keras's ``trainable_weights`` order)."""
     tf, _ = import_tensorflow()
     x_var = tf.Variable(x)
     with tf.GradientTape() as tape:
-        y = keras_model(x_var, training=True)
+        y = keras_model(x_var, training=training)
         objective = tf.reduce_sum(y * upstream)
     grads = tape.gradient(objective, [x_var, *keras_model.trainable_weights])
     return y.numpy(), grads[0].numpy(), [g.numpy() for g in grads[1:]]
 
 
-def numcnn_forward_and_gradients(model, x, upstream):
-    y = model.forward(x, training=True)
+def numcnn_forward_and_gradients(model, x, upstream, training=True):
+    y = model.forward(x, training=training)
     dx = model.backward(upstream)
     return y, dx, model.get_gradients()
 
 
-def weight_names(model) -> list[str]:
-    return [f"d{layer.name}/{key}" for layer in model.layers for key in layer.params]
+def weight_names(model, trainable_only: bool = False) -> list[str]:
+    return [f"d{layer.name}/{key}" for layer in model.layers
+            for key in (layer.trainable_keys() if trainable_only else layer.params)]
 
 
-def compare_model(case: str, model, x, seed: int = 0, keras_model=None) -> list[Row]:
-    """Forward output, input gradient and each weight gradient of ``model`` vs its Keras twin on ``x``."""
+def compare_model(case: str, model, x, seed: int = 0, keras_model=None, training: bool = True) -> list[Row]:
+    """Forward output, input gradient and each trainable weight's gradient of ``model`` vs its Keras twin on
+    ``x``; in training mode (batch statistics) or inference mode (moving statistics, no dropout). In training
+    mode, layers with statistics also compare those after the step (BatchNormalization's moving mean/variance)."""
     from .interop.keras import to_keras
 
     keras_model = keras_model or to_keras(model)
     upstream = np.random.default_rng(seed).normal(size=(len(x), *model.output_shape)).astype(np.float32)
-    ours = numcnn_forward_and_gradients(model, x, upstream)
-    theirs = keras_forward_and_gradients(keras_model, x, upstream)
+    ours = numcnn_forward_and_gradients(model, x, upstream, training)
+    theirs = keras_forward_and_gradients(keras_model, x, upstream, training)
     rows = [compare(case, "forward", ours[0], theirs[0], "forward"),
             compare(case, "dx", ours[1], theirs[1], "gradient")]
-    rows += [compare(case, name, a, b, "gradient") for name, a, b in zip(weight_names(model), ours[2], theirs[2])]
+    rows += [compare(case, name, a, b, "gradient")
+             for name, a, b in zip(weight_names(model, trainable_only=True), ours[2], theirs[2])]
+    statistics = [(name, a, b) for name, a, b in zip(weight_names(model), model.get_weights(), keras_model.get_weights())
+                  if name.endswith(("moving_mean", "moving_variance"))]
+    rows += [compare(case, f"{name[1:]} after the step", a, b, "forward") for name, a, b in statistics]
     return rows
 
 
@@ -131,8 +139,10 @@ def layer_cases(rng: np.random.Generator):
 
     def single(shape, layer, integers=False):
         model = Sequential([Input(shape), layer], seed=int(rng.integers(1 << 30)))
-        for weight in model.trainable_params():  # non-zero biases so db and the bias path are exercised
-            weight[...] = rng.normal(scale=0.5, size=weight.shape)
+        for layer_ in model.layers:  # non-zero biases (and statistics) so every path is exercised
+            for key, weight in layer_.params.items():
+                positive = key in ("gamma", "moving_variance")
+                weight[...] = rng.uniform(0.5, 1.5, weight.shape) if positive else rng.normal(0, 0.5, weight.shape)
         x = (rng.integers(0, 3, size=(2, *shape)) if integers else rng.normal(size=(2, *shape))).astype(np.float32)
         return model, x
 
@@ -153,6 +163,72 @@ def layer_cases(rng: np.random.Generator):
         ("ReLU", *single((4, 5), ReLU())),
         ("Softmax", *single((6,), Softmax())),
         ("Activation('relu')", *single((7,), Activation("relu"))),
+    ] + wider_layer_cases(single)
+
+
+def wider_layer_cases(single):
+    """The layers beyond the seed model, with the geometry TF is particular about. (Dropout is compared in
+    inference mode only, in ``inference_cases``: its masks come from different generators.)"""
+    from .layers import (ELU, Activation, AveragePooling2D, BatchNormalization, Conv2DTranspose, GlobalAveragePooling2D,
+                         GlobalMaxPooling2D, LeakyReLU, Reshape, UpSampling2D, ZeroPadding2D)
+
+    return [
+        ("AveragePooling2D 2 valid, odd input", *single((7, 7, 3), AveragePooling2D(2))),
+        ("AveragePooling2D 3 s2 same (edge divisors)", *single((9, 7, 2), AveragePooling2D(3, strides=2, padding="same"))),
+        ("AveragePooling2D 3 s1 (overlapping)", *single((6, 6, 2), AveragePooling2D(3, strides=1))),
+        ("GlobalAveragePooling2D", *single((5, 6, 3), GlobalAveragePooling2D())),
+        ("GlobalMaxPooling2D with exact ties", *single((4, 4, 3), GlobalMaxPooling2D(), integers=True)),
+        ("BatchNormalization after conv (batch statistics)", *single((5, 5, 3), BatchNormalization(momentum=0.9))),
+        ("BatchNormalization dense, eps 1e-2, no center", *single((6,), BatchNormalization(epsilon=1e-2, center=False))),
+        ("BatchNormalization no scale", *single((3, 4, 2), BatchNormalization(scale=False))),
+        ("Conv2DTranspose 3x3 s2 same", *single((4, 4, 3), Conv2DTranspose(5, 3, strides=2, padding="same"))),
+        ("Conv2DTranspose 4x4 s2 valid sigmoid", *single((3, 5, 2), Conv2DTranspose(3, 4, strides=2, activation="sigmoid"))),
+        ("Conv2DTranspose 2x2 s3 valid (k < s)", *single((3, 3, 2), Conv2DTranspose(2, 2, strides=3))),
+        ("UpSampling2D 2 nearest", *single((3, 4, 2), UpSampling2D(2))),
+        ("UpSampling2D (2, 3) bilinear", *single((3, 4, 2), UpSampling2D((2, 3), interpolation="bilinear"))),
+        ("ZeroPadding2D ((1, 2), (0, 3))", *single((3, 4, 2), ZeroPadding2D(((1, 2), (0, 3))))),
+        ("Reshape", *single((4, 6), Reshape((3, 2, 4)))),
+        ("Activation('sigmoid')", *single((9,), Activation("sigmoid"))),
+        ("Activation('tanh')", *single((9,), Activation("tanh"))),
+        ("Activation('elu')", *single((9,), Activation("elu"))),
+        ("Activation('gelu'), erf form", *single((9,), Activation("gelu"))),
+        ("Activation('leaky_relu'), slope 0.2", *single((9,), Activation("leaky_relu"))),
+        ("LeakyReLU layer, default slope 0.3", *single((9,), LeakyReLU())),
+        ("ELU layer alpha 0.5", *single((9,), ELU(alpha=0.5))),
+    ]
+
+
+def mixed_model(seed: int = 0):
+    """A small CIFAR-style model mixing the wider layer set with the seed model's layers."""
+    from .layers import (AveragePooling2D, BatchNormalization, Conv2D, Conv2DTranspose, Dense, Dropout,
+                         GlobalAveragePooling2D, Input, LeakyReLU, MaxPooling2D, ZeroPadding2D)
+    from .model import Sequential
+
+    return Sequential([
+        Input((12, 12, 3)),
+        Conv2D(6, 3, padding="same"), BatchNormalization(momentum=0.9), LeakyReLU(),
+        MaxPooling2D(2), Dropout(0.25),
+        Conv2DTranspose(4, 3, strides=2, padding="same", activation="tanh"),
+        ZeroPadding2D(1), Conv2D(8, 3, strides=2, activation="gelu"), AveragePooling2D(2, padding="same"),
+        BatchNormalization(), GlobalAveragePooling2D(), Dense(5, activation="softmax"),
+    ], seed=seed)
+
+
+def inference_cases(rng: np.random.Generator):
+    """Models compared in inference mode (moving statistics, dropout off): what predict and generation use."""
+    from .layers import Dropout, Input
+    from .model import Sequential
+
+    model = mixed_model(int(rng.integers(1 << 30)))
+    for layer in model.layers:
+        if "moving_variance" in layer.params:
+            layer.params["moving_mean"][...] = rng.normal(0, 0.5, layer.params["moving_mean"].shape)
+            layer.params["moving_variance"][...] = rng.uniform(0.5, 1.5, layer.params["moving_variance"].shape)
+    return [
+        ("Dropout 0.4 (inference: identity)", Sequential([Input((5, 4)), Dropout(0.4)], seed=0),
+         rng.normal(size=(2, 5, 4)).astype(np.float32)),
+        ("mixed model (BN, Dropout, Conv2DTranspose, ...), inference", model,
+         rng.normal(size=(4, 12, 12, 3)).astype(np.float32)),
     ]
 
 
@@ -180,6 +256,9 @@ def loss_cases(rng: np.random.Generator):
     extreme = (rng.normal(size=(8, 5)) * 60).astype(np.float32)
     probabilities = rng.dirichlet(np.ones(5), size=8).astype(np.float32)
     probabilities[0] = [1 - 4e-9, 1e-9, 1e-9, 1e-9, 1e-9]  # entries below the 1e-7 clip
+    binary = rng.integers(0, 2, size=(8, 3)).astype(np.float32)
+    binary_probabilities = rng.uniform(size=(8, 3)).astype(np.float32)
+    binary_probabilities[0] = [1e-9, 1 - 1e-9, 0.5]  # beyond the clip at both ends
     return [
         ("SparseCE from logits", losses.SparseCategoricalCrossentropy(from_logits=True),
          keras.losses.SparseCategoricalCrossentropy(from_logits=True), labels, logits),
@@ -193,6 +272,14 @@ def loss_cases(rng: np.random.Generator):
          keras.losses.CategoricalCrossentropy(), onehot, probabilities),
         ("MeanSquaredError", losses.MeanSquaredError(), keras.losses.MeanSquaredError(),
          rng.normal(size=(8, 5)).astype(np.float32), logits),
+        ("CategoricalCE label_smoothing 0.1", losses.CategoricalCrossentropy(label_smoothing=0.1),
+         keras.losses.CategoricalCrossentropy(label_smoothing=0.1), onehot, probabilities),
+        ("BinaryCE from probabilities (clipped)", losses.BinaryCrossentropy(), keras.losses.BinaryCrossentropy(),
+         binary, binary_probabilities),
+        ("BinaryCE from logits", losses.BinaryCrossentropy(from_logits=True),
+         keras.losses.BinaryCrossentropy(from_logits=True), binary, extreme[:, :3]),
+        ("BinaryCE label_smoothing 0.2", losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+         keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2), binary, logits[:, :3]),
     ]
 
 
@@ -329,6 +416,8 @@ def run_all(seed: int = 0, training_steps: int = 20, float64_steps: int = 200) -
     rows = []
     for case, model, x in layer_cases(rng):
         rows += compare_model(case, model, x, seed=seed)
+    for case, model, x in inference_cases(rng):
+        rows += compare_model(case, model, x, seed=seed, training=False)
     for case, ours, theirs, y_true, y_pred in loss_cases(rng):
         rows += compare_loss(case, ours, theirs, y_true, y_pred)
     for case, ours, theirs in optimizer_cases():

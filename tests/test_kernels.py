@@ -1,5 +1,5 @@
 """Fast kernels agree with the formula-literal reference; both agree with finite differences and with the
-hand-checked TensorFlow facts of TF_PARITY.md (asymmetric 'same' padding, first-max tie rule, += on overlap)."""
+hand-checked TensorFlow facts of docs/TF_PARITY.md (asymmetric 'same' padding, first-max tie rule, += on overlap)."""
 
 import os
 
@@ -178,7 +178,7 @@ def test_softmax_and_relu_gradients_match_finite_differences():
 
 
 # ------------------------------------------------------------------------------------------------
-# TensorFlow's conventions, measured (TF_PARITY.md), as independent hand-checked cases
+# TensorFlow's conventions, measured (docs/TF_PARITY.md), as independent hand-checked cases
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("impl", [fast, reference], ids=["fast", "reference"])
 def test_same_padding_stride_2_pads_bottom_right(impl):

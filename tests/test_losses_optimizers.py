@@ -1,6 +1,6 @@
 """Losses against finite differences and Keras's measured values; optimizers against TF's measured steps.
 
-The measured numbers come from TF_PARITY.md: they were produced by Keras 3.15 / TF 2.21, not by numcnn.
+The measured numbers come from docs/TF_PARITY.md: they were produced by Keras 3.15 / TF 2.21, not by numcnn.
 (The TensorFlow parity suite re-measures all of them live.)
 """
 

@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
 def test_notebooks_are_stored_without_outputs():
-    assert len(NOTEBOOKS) == 6
+    assert len(NOTEBOOKS) == 7
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), path.name
@@ -27,6 +27,6 @@ def test_notebook_runs(path, tf_if_needed):
 
 @pytest.fixture
 def tf_if_needed(request):
-    """Notebook 05 runs its TensorFlow parts only with TF present: in CI (NUMCNN_REQUIRE_TF=1) it must be."""
-    if "05_" in request.node.name:
+    """Notebooks 05 and 07 run their TensorFlow parts only with TF present: in CI (NUMCNN_REQUIRE_TF=1) it must be."""
+    if "05_" in request.node.name or "07_" in request.node.name:
         request.getfixturevalue("tf")

@@ -102,9 +102,11 @@ def test_keras_files_load_without_tensorflow_code(tf, tmp_path):
 
 
 @pytest.mark.parametrize("make_layer, name", [
-    (lambda keras: keras.layers.Dropout(0.5, name="drop"), "drop"),
+    (lambda keras: keras.layers.SeparableConv2D(2, 3, name="separable"), "separable"),
     (lambda keras: keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated"), "dilated"),
-    (lambda keras: keras.layers.Dense(3, activation="tanh", name="tanh_head"), "tanh_head"),
+    (lambda keras: keras.layers.Dense(3, activation="softplus", name="softplus_head"), "softplus_head"),
+    (lambda keras: keras.layers.Conv2DTranspose(2, 3, strides=2, output_padding=1, name="out_pad"), "out_pad"),
+    (lambda keras: keras.layers.BatchNormalization(axis=1, name="bn_rows"), "bn_rows"),
 ])
 def test_unsupported_keras_layers_are_named(tf, make_layer, name):
     _, keras = tf

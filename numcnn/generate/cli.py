@@ -6,17 +6,21 @@ import numpy as np
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-9"`` -> 0..9, ``"1,4,7"`` -> [1, 4, 7]."""
+    """``"0-9"`` -> 0..9, ``"1,4,7"`` -> [1, 4, 7], ``"0-2,7"`` -> [0, 1, 2, 7]; seeds are non-negative."""
+    import argparse
+
     seeds = []
-    try:
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                low, high = part.split("-", 1)
-                seeds += list(range(int(low), int(high) + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"--seeds must look like 0-9 or 1,4,7, got {text!r}") from None
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            span = [int(low)] if not dash else list(range(int(low), int(high) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seeds like 0-9 or 1,4,7 (non-negative integers), "
+                                             f"got {text!r}") from None
+        if not span:
+            raise argparse.ArgumentTypeError(f"the range {part.strip()!r} is empty (it counts down); write "
+                                             f"{high.strip()}-{low.strip()}")
+        seeds += span
     return seeds
 
 
@@ -58,12 +62,14 @@ def save_rgb(image, path):
 
 
 def command_generate(args) -> int:
-    from ..io import load_model
+    from ..cli import check_class, check_output_directory, load_cli_model
     from . import Prior, class_images
 
-    model = load_model(args.model, compile=False)
+    model = load_cli_model(args.model)
+    check_class(args.target, model)
+    save_dir = check_output_directory(args.save_images, "--save-images") if args.save_images else None
     targets = list(range(model.output_shape[-1])) if args.target is None else [args.target]
-    seeds = parse_seeds(args.seeds)
+    seeds = args.seeds
     prior = Prior.off() if args.no_prior else Prior()
     images = class_images(model, targets, seeds, steps=args.steps, prior=prior, progress=True)
     probabilities = model.predict(images.reshape(-1, *model.input_shape)).reshape(len(targets), len(seeds), -1)
@@ -71,17 +77,22 @@ def command_generate(args) -> int:
     image_grid(images, [f"class {t}" for t in targets], columns, args.out,
                title="class images (model's confidence in the target: "
                      f"{np.mean([probabilities[i, :, t] for i, t in enumerate(targets)]):.2f} on average)")
-    print(f"wrote {args.out}")
+    written = [str(args.out)]
+    if save_dir is not None:  # each image alone, at the model's input size: ready for predict / explain
+        for i, target in enumerate(targets):
+            for j, seed in enumerate(seeds):
+                save_rgb(images[i, j], save_dir / f"class{target}_seed{seed}.png")
+        written.append(f"{len(targets) * len(seeds)} images in {save_dir}")
+    print(f"wrote {', '.join(written)}")
     return 0
 
 
 def command_dream(args) -> int:
-    from ..io import load_model
-    from ..preprocessing import load_image
+    from ..cli import load_cli_model, read_model_image
     from . import deep_dream
 
-    model = load_model(args.model, compile=False)
-    image = load_image(args.image, model.input_shape)
+    model = load_cli_model(args.model)
+    image = read_model_image(args.image, model, invert=args.invert)
     layers = [int(v) if v.lstrip("-").isdigit() else v for v in args.layers.split(",")]
     dream = deep_dream(model, image, layers, seed=args.seed, octaves=args.octaves, steps=args.steps, progress=True)
     image_grid(np.stack([image, dream])[None], [""], ["input", f"dream on {args.layers}"], args.out)
@@ -103,13 +114,13 @@ def command_texture(args) -> int:
 def command_explain(args) -> int:
     import matplotlib.pyplot as plt
 
+    from ..cli import check_class, load_cli_model, read_model_image
     from ..explain import saliency
-    from ..io import load_model
     from ..plotting import save_figure
-    from ..preprocessing import load_image
 
-    model = load_model(args.model, compile=False)
-    x = load_image(args.image, model.input_shape, invert=args.invert)
+    model = load_cli_model(args.model)
+    check_class(args.target, model)
+    x = read_model_image(args.image, model, invert=args.invert)
     probabilities = model.predict(x[None])[0]
     target = int(np.argmax(probabilities)) if args.target is None else args.target
     result = saliency(model, x, target, method=args.method)
@@ -132,42 +143,51 @@ def command_explain(args) -> int:
 
 
 def register_cli(subparsers) -> None:
-    from ..cli import existing_file, positive_int
+    from ..cli import MODEL_HELP, existing_file, non_negative_int, output_file, positive_int
     from ..explain import METHODS
 
     generate = subparsers.add_parser("generate", help="class images from seeds (activation maximisation)")
-    generate.add_argument("--model", type=existing_file, required=True)
-    generate.add_argument("--target", type=int, help="class to generate (default: every class)")
-    generate.add_argument("--seeds", default="0-4", help="e.g. 0-9 or 1,4,7")
-    generate.add_argument("--steps", type=positive_int, default=256)
+    generate.add_argument("--model", type=existing_file, required=True, help=MODEL_HELP)
+    generate.add_argument("--target", type=non_negative_int, help="class to generate (default: every class)")
+    generate.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-4"),
+                          help="seeds of the starting images, e.g. 0-9, 1,4,7 or 0-2,7 (default 0-4)")
+    generate.add_argument("--steps", type=positive_int, default=256, help="gradient-ascent steps (default 256)")
     generate.add_argument("--no-prior", action="store_true", help="plain gradient ascent (shows fooling images)")
-    generate.add_argument("--out", default="class_images.png")
+    generate.add_argument("--out", type=output_file, default="class_images.png",
+                          help="PNG of the labelled grid (default class_images.png)")
+    generate.add_argument("--save-images", metavar="DIR",
+                          help="also write each image alone, at the model's input size, as DIR/class<T>_seed<S>.png")
     generate.set_defaults(handler=command_generate)
 
     dream = subparsers.add_parser("dream", help="DeepDream: amplify what chosen layers see in an image")
-    dream.add_argument("--model", type=existing_file, required=True)
-    dream.add_argument("--image", type=existing_file, required=True)
-    dream.add_argument("--layers", default="conv2d_1", help="comma-separated layer names or indices")
-    dream.add_argument("--seed", type=int, default=0)
-    dream.add_argument("--octaves", type=positive_int, default=2)
-    dream.add_argument("--steps", type=positive_int, default=20)
-    dream.add_argument("--out", default="dream.png")
+    dream.add_argument("--model", type=existing_file, required=True, help=MODEL_HELP)
+    dream.add_argument("--image", type=existing_file, required=True, help="the image to dream on (PNG, JPEG, ...)")
+    dream.add_argument("--invert", action="store_true", help="invert dark-on-light images")
+    dream.add_argument("--layers", default="conv2d_1", help="comma-separated layer names or indices (default conv2d_1)")
+    dream.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random jitter (default 0)")
+    dream.add_argument("--octaves", type=positive_int, default=2, help="scales to dream at (default 2)")
+    dream.add_argument("--steps", type=positive_int, default=20, help="ascent steps per octave (default 20)")
+    dream.add_argument("--out", type=output_file, default="dream.png", help="PNG to write (default dream.png)")
     dream.set_defaults(handler=command_dream)
 
     texture = subparsers.add_parser("texture", help="texture 'artwork' from an exemplar image (Gram matrices)")
-    texture.add_argument("--exemplar", type=existing_file, required=True)
-    texture.add_argument("--seed", type=int, default=0)
-    texture.add_argument("--size", type=positive_int, default=128)
-    texture.add_argument("--exemplar-size", type=positive_int, default=128)
-    texture.add_argument("--steps", type=positive_int, default=300)
-    texture.add_argument("--out", default="texture.png")
+    texture.add_argument("--exemplar", type=existing_file, required=True,
+                         help="any picture (PNG, JPEG, ...) whose texture to imitate")
+    texture.add_argument("--seed", type=non_negative_int, default=0,
+                         help="seed of the filter bank and the starting noise (default 0)")
+    texture.add_argument("--size", type=positive_int, default=128, help="side of the square output in pixels (default 128)")
+    texture.add_argument("--exemplar-size", type=positive_int, default=128,
+                         help="side the exemplar is resized to first (default 128)")
+    texture.add_argument("--steps", type=positive_int, default=300, help="L-BFGS iterations (default 300)")
+    texture.add_argument("--out", type=output_file, default="texture.png", help="PNG to write (default texture.png)")
     texture.set_defaults(handler=command_texture)
 
     explain = subparsers.add_parser("explain", help="saliency / Grad-CAM heatmap over an input image")
-    explain.add_argument("--model", type=existing_file, required=True)
-    explain.add_argument("--image", type=existing_file, required=True)
-    explain.add_argument("--method", choices=METHODS, default="gradcam")
-    explain.add_argument("--target", type=int, help="class to explain (default: the predicted class)")
+    explain.add_argument("--model", type=existing_file, required=True, help=MODEL_HELP)
+    explain.add_argument("--image", type=existing_file, required=True, help="the image to explain (PNG, JPEG, ...)")
+    explain.add_argument("--method", choices=METHODS, default="gradcam", help="attribution method (default gradcam)")
+    explain.add_argument("--target", type=non_negative_int, help="class to explain (default: the predicted class)")
     explain.add_argument("--invert", action="store_true", help="invert dark-on-light images")
-    explain.add_argument("--out", default="explanation.png")
+    explain.add_argument("--out", type=output_file, default="explanation.png",
+                         help="PNG to write (default explanation.png)")
     explain.set_defaults(handler=command_explain)

@@ -1,25 +1,48 @@
-"""Fast ReLU (Numba, no temporaries) and softmax (vectorised NumPy).
+"""Fast activation kernels and the registry of activation names (``ACTIVATIONS``).
 
-Same results as ``reference.relu_*`` / ``softmax_*``. ReLU is pure memory traffic, so the win is to touch
-each element once: NumPy's ``np.where(x > 0, x, 0)`` builds a boolean temporary first.
+Each activation is a pair ``y, cache = forward(x)`` / ``dx = backward(dy, cache)``, elementwise except
+softmax (over the last axis). Same results as the ``reference`` loops; the formulas (``y`` and ``dy/dx``):
+
+* relu:        ``max(x, 0)``;                         ``[x > 0]`` (0 at exactly 0, as TF)
+* softmax:     ``exp(z - max z) / sum exp(z - max z)``; ``dz_i = p_i (dy_i - sum_j dy_j p_j)``
+* sigmoid:     ``1 / (1 + exp(-x))``;                 ``y (1 - y)``
+* tanh:        ``tanh(x)``;                           ``1 - y^2``
+* elu(alpha):  ``x`` if ``x > 0`` else ``alpha (exp(x) - 1)``;  ``1`` if ``x > 0`` else ``alpha exp(x)``
+* gelu:        ``x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`` (Keras 3's default, the exact erf form);
+               ``Phi(x) + x phi(x)``, ``phi(x) = exp(-x^2 / 2) / sqrt(2 pi)``
+* leaky_relu(negative_slope): ``x`` if ``x > 0`` else ``negative_slope x``;  ``1`` or ``negative_slope``
+* linear:      ``x``;                                 ``1``
+
+The string names use Keras's defaults: ``"elu"`` has alpha 1 and ``"leaky_relu"`` negative_slope 0.2 (the
+``LeakyReLU`` *layer*'s default, 0.3, is another one; both are checked against Keras in the tests).
+
+ReLU is pure memory traffic, so it is a Numba loop that touches each element once (NumPy's
+``np.where(x > 0, x, 0)`` builds a boolean temporary first). The others are vectorised NumPy: their
+transcendental functions dominate, and NumPy's are already vectorised. Every constant is made in the
+input's dtype, so float32 stays float32.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
+from scipy import special
 
 
 @njit(parallel=True, cache=True)
 def _relu(x, y):
+    zero = x.dtype.type(0)
     for i in prange(x.size):
-        y[i] = x[i] if x[i] > 0 else 0
+        y[i] = x[i] if x[i] > 0 else zero
 
 
 @njit(parallel=True, cache=True)
 def _relu_backward(dy, x, dx):
+    zero = x.dtype.type(0)
     for i in prange(x.size):
-        dx[i] = dy[i] if x[i] > 0 else 0
+        dx[i] = dy[i] if x[i] > 0 else zero
 
 
 def relu_forward(x):
@@ -47,3 +70,115 @@ def softmax_forward(z):
 
 def softmax_backward(dy, p):
     return p * (dy - np.sum(dy * p, axis=-1, keepdims=True))
+
+
+def sigmoid_forward(x):
+    """``1 / (1 + exp(-x))``, computed without overflow: with ``e = exp(-|x|)`` (at most 1),
+    ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0`` (the same number:
+    multiply top and bottom by ``exp(x)``). ``exp(-x)`` itself would overflow for ``x < -88`` in float32."""
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    one = x.dtype.type(1)
+    y = np.where(x >= 0, one, e) / (one + e)
+    return y, e
+
+
+def sigmoid_backward(dy, e):
+    """``dx = dy * y (1 - y) = dy * e / (1 + e)^2`` with ``e = exp(-|x|)`` (both signs: the derivative is
+    even). From ``e``, not from ``y``: in float32 ``1 - y`` keeps only a few digits once ``y`` is near 1
+    (x = 10: 3 digits), ``e`` keeps them all."""
+    one_plus_e = e.dtype.type(1) + e
+    return dy * (e / (one_plus_e * one_plus_e))
+
+
+def tanh_forward(x):
+    """``tanh(x)``; the cache is ``e = exp(-2|x|)`` for the backward (as ``exp(-|x|)^2``: ``-2|x|`` would
+    overflow to -inf for the largest inputs, the square merely underflows to 0)."""
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    return np.tanh(x), e * e
+
+
+def tanh_backward(dy, e):
+    """``dx = dy * (1 - tanh(x)^2) = dy * 4 e / (1 + e)^2`` with ``e = exp(-2|x|)`` (``1 - tanh^2`` is
+    ``sech^2 = 4 / (exp(x) + exp(-x))^2``; written with ``e`` it keeps its digits where ``tanh`` is near 1,
+    as for the sigmoid)."""
+    one_plus_e = e.dtype.type(1) + e
+    return dy * (e.dtype.type(4) * e / (one_plus_e * one_plus_e))
+
+
+def elu_forward(x, alpha=1.0):
+    """``x`` where ``x > 0``, else ``alpha (exp(x) - 1)`` (``expm1``: exact for small ``|x|``)."""
+    x = np.asarray(x)
+    alpha = x.dtype.type(alpha)
+    y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, x.dtype.type(0))))  # min: no exp overflow for x > 0
+    return y, (x, alpha)
+
+
+def elu_backward(dy, cache):
+    """``dx = dy`` where ``x > 0``, else ``dy * alpha * exp(x)``."""
+    x, alpha = cache
+    return np.where(x > 0, dy, dy * alpha * np.exp(np.minimum(x, x.dtype.type(0))))
+
+
+def gelu_forward(x):
+    """``x Phi(x)``, ``Phi`` the standard normal CDF, as ``Phi(x) = erfc(-x / sqrt 2) / 2`` — the same number
+    as ``(1 + erf(x / sqrt 2)) / 2`` without its cancellation for negative ``x`` (TF computes it so too)."""
+    x = np.asarray(x)
+    cdf = x.dtype.type(0.5) * special.erfc(-x * x.dtype.type(1 / math.sqrt(2.0)))
+    return x * cdf, (x, cdf)
+
+
+def gelu_backward(dy, cache):
+    """``d(x Phi(x))/dx = Phi(x) + x phi(x)``, ``phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`` (the normal density)."""
+    x, cdf = cache
+    density = np.exp(x.dtype.type(-0.5) * x * x) * x.dtype.type(1 / math.sqrt(2.0 * math.pi))
+    return dy * (cdf + x * density)
+
+
+def leaky_relu_forward(x, negative_slope=0.2):
+    """``x`` where ``x > 0``, else ``negative_slope * x`` (0.2: the default of Keras's "leaky_relu" string)."""
+    x = np.asarray(x)
+    slope = x.dtype.type(negative_slope)
+    return np.where(x > 0, x, slope * x), (x, slope)
+
+
+def leaky_relu_backward(dy, cache):
+    """``dx = dy`` where ``x > 0``, else ``negative_slope * dy``."""
+    x, slope = cache
+    return np.where(x > 0, dy, slope * dy)
+
+
+def linear_forward(x):
+    return x, None
+
+
+def linear_backward(dy, cache):
+    return dy
+
+
+# name -> (forward, backward). Layers look activations up here; parametrised ones (elu, leaky_relu) use
+# their Keras string defaults, the ELU and LeakyReLU layers pass their own parameter.
+ACTIVATIONS = {
+    "linear": (linear_forward, linear_backward),
+    "relu": (relu_forward, relu_backward),
+    "softmax": (softmax_forward, softmax_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "elu": (elu_forward, elu_backward),
+    "gelu": (gelu_forward, gelu_backward),
+    "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
+}
+
+
+def activation_name(activation) -> str:
+    """Normalise Keras's spellings (``None`` and ``"linear"`` both mean no activation); refuse unknown names."""
+    name = "linear" if activation is None else activation
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or None")
+    return name
+
+
+def get(activation):
+    """``(forward, backward)`` of an activation name (see ``activation_name``)."""
+    return ACTIVATIONS[activation_name(activation)]

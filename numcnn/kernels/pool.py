@@ -1,9 +1,18 @@
-"""Fast max pooling (Numba): same signatures and results as ``reference.maxpool2d_forward/backward``.
+"""Fast pooling (Numba): same signatures and results as the ``reference`` functions of the same names.
 
-Forward stores, per output, the flat position ``row * W + col`` of the window's first maximum in row-major
-order (TF's tie rule; strict ``>`` keeps the first). Positions in the 'same' padding are skipped, which is
-the same as padding with -inf. Backward adds each output gradient to that position; overlapping windows
-(strides < pool size) add up. One thread per image: no races, bit-identical for any thread count.
+Max pooling (``maxpool2d_forward/backward``): forward stores, per output, the flat position ``row * W + col``
+of the window's first maximum in row-major order (TF's tie rule; strict ``>`` keeps the first). Positions in
+the 'same' padding are skipped, which is the same as padding with -inf. Backward adds each output gradient to
+that position; overlapping windows (strides < pool size) add up. One thread per image: no races,
+bit-identical for any thread count (average pooling too).
+
+Average pooling (``avgpool2d_forward/backward``): each window's mean over the cells that lie **inside** the
+image ('same' padding is not counted, as TF); backward spreads ``dy / count`` over the window.
+
+Global average pooling (``global_avgpool2d_*``) is average pooling with one window the size of the image, so
+it runs the kernels above with ``pool_size = (H, W)`` and drops the 1x1 spatial axes. Global max pooling
+(``global_maxpool2d_*``, vectorised NumPy) differs from max pooling in its backward on ties, as TF does: the
+gradient is split evenly over every position equal to the maximum (see ``global_maxpool2d_backward``).
 """
 
 from __future__ import annotations
@@ -139,3 +148,110 @@ def maxpool2d_backward(dy, cache):
     dx = np.empty(x_shape, dtype=dy.dtype)
     _maxpool_backward(np.ascontiguousarray(dy), winner, *pool, dx)
     return dx
+
+
+# --------------------------------------------------------------------------------------------------------
+# Average pooling
+# --------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _window_span(index, stride, before, window, size):
+    """The cells ``[start, stop)`` of window ``index`` along one axis that lie inside the image (the 'same'
+    padding, ``before`` cells on the low side, is cut off: it is not averaged)."""
+    start = index * stride - before
+    return max(start, 0), min(start + window, size)
+
+
+@njit(parallel=True, cache=True)
+def _avgpool_forward(x, ph, pw, sh, sw, top, left, y):
+    """``y[n, pr, pc, k] = sum of the window's inside cells / their count``; one image per thread. The sum
+    runs over the window in row-major order, channels innermost (contiguous in NHWC: it vectorises)."""
+    n_images, height, width, channels = x.shape
+    for n in prange(n_images):
+        total = np.empty(channels, dtype=y.dtype)
+        for pr in range(y.shape[1]):
+            r0, r1 = _window_span(pr, sh, top, ph, height)
+            for pc in range(y.shape[2]):
+                c0, c1 = _window_span(pc, sw, left, pw, width)
+                total[:] = 0
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        for k in range(channels):
+                            total[k] += x[n, r, c, k]
+                count = y.dtype.type((r1 - r0) * (c1 - c0))  # typed: an int would make the division float64
+                for k in range(channels):
+                    y[n, pr, pc, k] = total[k] / count
+
+
+@njit(parallel=True, cache=True)
+def _avgpool_backward(dy, ph, pw, sh, sw, top, left, dx):
+    """``dx[cell] += dy[window] / count`` for every inside cell of every window (overlapping windows add up);
+    one image per thread, so no two threads ever add to the same cell."""
+    n_images, height, width, channels = dx.shape
+    for n in prange(n_images):
+        share = np.empty(channels, dtype=dx.dtype)
+        dx[n] = 0
+        for pr in range(dy.shape[1]):
+            r0, r1 = _window_span(pr, sh, top, ph, height)
+            for pc in range(dy.shape[2]):
+                c0, c1 = _window_span(pc, sw, left, pw, width)
+                count = dx.dtype.type((r1 - r0) * (c1 - c0))
+                for k in range(channels):
+                    share[k] = dy[n, pr, pc, k] / count
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        for k in range(channels):
+                            dx[n, r, c, k] += share[k]
+
+
+def avgpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """``y[n, r, c, k]`` = mean of the window's cells inside the image (see the module docstring)."""
+    strides = pool_size if strides is None else strides
+    oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, pool_size, strides, padding)
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+    _avgpool_forward(x, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y)
+    return y, (x.shape, (*pool_size, *strides, top, left))
+
+
+def avgpool2d_backward(dy, cache):
+    """``dx[cell] += dy / count`` over each window's inside cells."""
+    x_shape, pool = cache
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _avgpool_backward(np.ascontiguousarray(dy), *pool, dx)
+    return dx
+
+
+# --------------------------------------------------------------------------------------------------------
+# Global pooling: one window covering the whole image
+# --------------------------------------------------------------------------------------------------------
+def _whole_image(x_shape):
+    return (int(x_shape[1]), int(x_shape[2]))
+
+
+def global_avgpool2d_forward(x):
+    """``y[n, k] = mean over (r, c) of x[n, r, c, k]``: (N, H, W, C) -> (N, C)."""
+    window = _whole_image(x.shape)
+    y, cache = avgpool2d_forward(x, window, window, "valid")
+    return y.reshape(y.shape[0], y.shape[3]), cache
+
+
+def global_avgpool2d_backward(dy, cache):
+    """``dx[n, r, c, k] = dy[n, k] / (H * W)``."""
+    return avgpool2d_backward(dy.reshape(dy.shape[0], 1, 1, dy.shape[1]), cache)
+
+
+def global_maxpool2d_forward(x):
+    """``y[n, k] = max over (r, c) of x[n, r, c, k]``: (N, H, W, C) -> (N, C). A max has no rounding, so
+    NumPy's reduction gives exactly the reference's value."""
+    y = np.max(x, axis=(1, 2))
+    return y, (np.ascontiguousarray(x), y)
+
+
+def global_maxpool2d_backward(dy, cache):
+    """``dy[n, k]`` split evenly over the positions where ``x[n, :, :, k]`` equals its maximum (TF's gradient
+    of ``reduce_max``, which Keras's GlobalMaxPooling2D calls; not MaxPooling2D's first-maximum rule)."""
+    x, y = cache
+    is_max = x == y[:, None, None, :]
+    ties = np.count_nonzero(is_max, axis=(1, 2))  # (N, C), >= 1 for finite inputs
+    share = dy / ties.astype(dy.dtype)
+    return np.where(is_max, share[:, None, None, :], dy.dtype.type(0))

@@ -1,7 +1,7 @@
 """Formula-literal reference kernels: slow, plain loops that read like the math. They are the spec.
 
 Every function here has a fast twin with the same signature and the same results in
-``numcnn.kernels`` (``conv.py``, ``pool.py``, ``dense.py``, ``activations.py``); the tests check that
+``numcnn.kernels`` (``conv.py``, ``pool.py``, ``dense.py``, ``resample.py``, ``activations.py``); the tests check that
 they agree. Read these to learn; the fast ones are what runs.
 
 Contract (cs231n style): ``y, cache = op_forward(...)`` and ``grads = op_backward(dy, cache)``.
@@ -23,6 +23,8 @@ Notation of the source document (sections 3.1-3.3) and what it means exactly:
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -243,3 +245,491 @@ def softmax_backward(dy, p):
     for index in np.ndindex(dy.shape[:-1]):
         dz[index] = p[index] * (dy[index] - np.sum(dy[index] * p[index]))
     return dz
+
+
+# --------------------------------------------------------------------------------------------
+# Average pooling, global pooling, upsampling, zero padding (the pooling and shape layers)
+# --------------------------------------------------------------------------------------------
+def _inside(index, size):
+    return 0 <= index < size
+
+
+def avgpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """Average pooling, each channel separately, over the window cells that lie **inside** the image::
+
+        y[n, r, c, k] = (1 / |W_rc|) * sum_{(i, j) in W_rc} x[n, i, j, k]
+        W_rc = {(r*sh + p - top, c*sw + q - left) : p < ph, q < pw} ∩ image
+
+    'valid' windows are always whole (``|W_rc| = ph * pw``); 'same' cuts TF's asymmetric padding off and
+    divides by what is left (TF's rule: padding is not averaged). Shapes: x (N, H, W, C) -> y (N, OH, OW, C).
+    """
+    strides = pool_size if strides is None else strides
+    ph, pw = pool_size
+    sh, sw = strides
+    n_images, height, width, channels = x.shape
+    oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, pool_size, strides, padding)
+    y = np.zeros((n_images, oh, ow, channels), dtype=x.dtype)
+    for n in range(n_images):
+        for r in range(oh):
+            for c in range(ow):
+                for k in range(channels):
+                    total, count = x.dtype.type(0), 0
+                    for p in range(ph):
+                        for q in range(pw):
+                            i, j = r * sh + p - top, c * sw + q - left
+                            if _inside(i, height) and _inside(j, width):
+                                total += x[n, i, j, k]
+                                count += 1
+                    y[n, r, c, k] = total / x.dtype.type(count)
+    return y, (x.shape, pool_size, strides, (top, left))
+
+
+def avgpool2d_backward(dy, cache):
+    """``y`` is a sum of ``x / |W_rc|`` terms, so each output sends ``dy / |W_rc|`` to every cell of its window;
+    overlapping windows **add up**::
+
+        dx[n, i, j, k] += dy[n, r, c, k] / |W_rc|      for every (i, j) in W_rc
+    """
+    x_shape, (ph, pw), (sh, sw), (top, left) = cache
+    _, height, width, _ = x_shape
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    n_images, oh, ow, channels = dy.shape
+    for n in range(n_images):
+        for r in range(oh):
+            for c in range(ow):
+                window = [(r * sh + p - top, c * sw + q - left) for p in range(ph) for q in range(pw)]
+                window = [(i, j) for i, j in window if _inside(i, height) and _inside(j, width)]
+                for k in range(channels):
+                    share = dy[n, r, c, k] / dy.dtype.type(len(window))
+                    for i, j in window:
+                        dx[n, i, j, k] += share
+    return dx
+
+
+def global_avgpool2d_forward(x):
+    """``y[n, k] = (1 / (H W)) * sum_{i < H, j < W} x[n, i, j, k]``. Shapes: (N, H, W, C) -> (N, C)."""
+    n_images, height, width, channels = x.shape
+    y = np.zeros((n_images, channels), dtype=x.dtype)
+    for n in range(n_images):
+        for k in range(channels):
+            total = x.dtype.type(0)
+            for i in range(height):
+                for j in range(width):
+                    total += x[n, i, j, k]
+            y[n, k] = total / x.dtype.type(height * width)
+    return y, x.shape
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    """Every pixel enters the mean with weight ``1 / (H W)``: ``dx[n, i, j, k] = dy[n, k] / (H W)``."""
+    n_images, height, width, channels = x_shape
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    for n in range(n_images):
+        for i in range(height):
+            for j in range(width):
+                for k in range(channels):
+                    dx[n, i, j, k] = dy[n, k] / dy.dtype.type(height * width)
+    return dx
+
+
+def global_maxpool2d_forward(x):
+    """``y[n, k] = max_{i < H, j < W} x[n, i, j, k]``. Shapes: (N, H, W, C) -> (N, C)."""
+    n_images, height, width, channels = x.shape
+    y = np.zeros((n_images, channels), dtype=x.dtype)
+    for n in range(n_images):
+        for k in range(channels):
+            best = x[n, 0, 0, k]
+            for i in range(height):
+                for j in range(width):
+                    best = max(best, x[n, i, j, k])
+            y[n, k] = best
+    return y, (x, y)
+
+
+def global_maxpool2d_backward(dy, cache):
+    """Where several positions tie for the maximum, TF's gradient of ``reduce_max`` (what Keras's
+    GlobalMaxPooling2D differentiates) splits ``dy`` evenly among them; one maximum gets all of it::
+
+        dx[n, i, j, k] = dy[n, k] / T[n, k]  if x[n, i, j, k] == y[n, k]  else 0,
+        T[n, k] = the number of positions (i, j) with x[n, i, j, k] == y[n, k]
+
+    (MaxPooling2D's TF kernel instead sends a tie's gradient to the first maximum only.)
+    """
+    x, y = cache
+    n_images, height, width, channels = x.shape
+    dx = np.zeros(x.shape, dtype=dy.dtype)
+    for n in range(n_images):
+        for k in range(channels):
+            winners = [(i, j) for i in range(height) for j in range(width) if x[n, i, j, k] == y[n, k]]
+            for i, j in winners:
+                dx[n, i, j, k] = dy[n, k] / dy.dtype.type(len(winners))
+    return dx
+
+
+def upsampling2d_forward(x, size=(2, 2), interpolation="nearest"):
+    """Upsampling by ``size = (sh, sw)``. Shapes: (N, H, W, C) -> (N, H*sh, W*sw, C).
+
+    * ``"nearest"``: ``y[n, r, c, k] = x[n, r // sh, c // sw, k]``.
+    * ``"bilinear"``: with ``(a, b, ly) = bilinear_taps(H, sh)[r]`` and ``(c0, c1, lx) = bilinear_taps(W, sw)[c]``,
+      the two rows, two columns and weights output ``(r, c)`` reads (TF's order of operations)::
+
+          top    = x[n, a, c0, k] + (x[n, a, c1, k] - x[n, a, c0, k]) * lx
+          bottom = x[n, b, c0, k] + (x[n, b, c1, k] - x[n, b, c0, k]) * lx
+          y[n, r, c, k] = top + (bottom - top) * ly
+    """
+    sh, sw = size
+    n_images, height, width, channels = x.shape
+    y = np.zeros((n_images, height * sh, width * sw, channels), dtype=x.dtype)
+    rows, cols = bilinear_taps(height, sh), bilinear_taps(width, sw)
+    for n in range(n_images):
+        for r in range(height * sh):
+            for c in range(width * sw):
+                for k in range(channels):
+                    if interpolation == "nearest":
+                        y[n, r, c, k] = x[n, r // sh, c // sw, k]
+                        continue
+                    (a, b, ly), (c0, c1, lx) = rows[r], cols[c]
+                    ly, lx = x.dtype.type(ly), x.dtype.type(lx)
+                    top = x[n, a, c0, k] + (x[n, a, c1, k] - x[n, a, c0, k]) * lx
+                    bottom = x[n, b, c0, k] + (x[n, b, c1, k] - x[n, b, c0, k]) * lx
+                    y[n, r, c, k] = top + (bottom - top) * ly
+    return y, (x.shape, (sh, sw), interpolation)
+
+
+def bilinear_taps(in_size: int, scale: int):
+    """Where each output of bilinear upsampling reads along one axis, as TF's ResizeBilinear computes it
+    (half-pixel centres; float32 arithmetic, which TF uses for every input dtype): output ``o`` sits at
+    input position ``source = (o + 1/2) * (in_size / out_size) - 1/2`` and reads ``lower = max(floor(source), 0)``
+    and ``upper = min(ceil(source), in_size - 1)`` with weight ``lerp = source - floor(source)`` on ``upper``
+    (beyond the edges both are the edge pixel). Returns ``[(lower, upper, lerp)]`` for ``o < in_size * scale``."""
+    f32 = np.float32
+    ratio = f32(in_size) / f32(in_size * scale)
+    taps = []
+    for o in range(in_size * scale):
+        source = (f32(o) + f32(0.5)) * ratio - f32(0.5)
+        floor = np.floor(source)
+        taps.append((max(int(floor), 0), min(int(np.ceil(source)), in_size - 1), source - floor))
+    return taps
+
+
+def upsampling2d_backward(dy, cache):
+    """Each output is a weighted sum of input pixels; each pixel gets back ``dy`` times its weight.
+
+    * ``"nearest"``: ``x[n, i, j, k]`` was copied to every ``(r, c)`` with ``r // sh = i`` and ``c // sw = j``::
+
+          dx[n, i, j, k] = sum_{a < sh, b < sw} dy[n, i*sh + a, j*sw + b, k]
+
+    * ``"bilinear"``: ``y = (1-ly)(1-lx) x[a, c0] + (1-ly) lx x[a, c1] + ly (1-lx) x[b, c0] + ly lx x[b, c1]``, so
+      (with TF's ``1 - lerp`` in float32; where ``a == b`` or ``c0 == c1`` the shares land on one pixel)::
+
+          dx[n, a, c0, k] += dy[n, r, c, k] (1-ly) (1-lx)      dx[n, a, c1, k] += dy[n, r, c, k] (1-ly) lx
+          dx[n, b, c0, k] += dy[n, r, c, k] ly (1-lx)          dx[n, b, c1, k] += dy[n, r, c, k] ly lx
+    """
+    x_shape, (sh, sw), interpolation = cache
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    n_images, out_h, out_w, channels = dy.shape
+    rows, cols = bilinear_taps(x_shape[1], sh), bilinear_taps(x_shape[2], sw)
+    one, t = np.float32(1), dy.dtype.type
+    for n in range(n_images):
+        for r in range(out_h):
+            for c in range(out_w):
+                for k in range(channels):
+                    if interpolation == "nearest":
+                        dx[n, r // sh, c // sw, k] += dy[n, r, c, k]
+                        continue
+                    (a, b, ly), (c0, c1, lx) = rows[r], cols[c]
+                    d_top, d_bottom = dy[n, r, c, k] * t(one - ly), dy[n, r, c, k] * t(ly)
+                    dx[n, a, c0, k] += d_top * t(one - lx)
+                    dx[n, a, c1, k] += d_top * t(lx)
+                    dx[n, b, c0, k] += d_bottom * t(one - lx)
+                    dx[n, b, c1, k] += d_bottom * t(lx)
+    return dx
+
+
+def zero_padding2d_forward(x, padding=((1, 1), (1, 1))):
+    """``y[n, top + i, left + j, k] = x[n, i, j, k]``, zero in the ``top``/``bottom`` rows and ``left``/``right``
+    columns. Shapes: (N, H, W, C) -> (N, top + H + bottom, left + W + right, C)."""
+    (top, bottom), (left, right) = padding
+    n_images, height, width, channels = x.shape
+    y = np.zeros((n_images, top + height + bottom, left + width + right, channels), dtype=x.dtype)
+    for n in range(n_images):
+        for i in range(height):
+            for j in range(width):
+                for k in range(channels):
+                    y[n, top + i, left + j, k] = x[n, i, j, k]
+    return y, (x.shape, ((top, bottom), (left, right)))
+
+
+def zero_padding2d_backward(dy, cache):
+    """Only ``y[n, top + i, left + j, k]`` depends on ``x[n, i, j, k]`` (with slope 1), so
+    ``dx[n, i, j, k] = dy[n, top + i, left + j, k]``: the gradient cropped."""
+    x_shape, ((top, _), (left, _)) = cache
+    n_images, height, width, channels = x_shape
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    for n in range(n_images):
+        for i in range(height):
+            for j in range(width):
+                for k in range(channels):
+                    dx[n, i, j, k] = dy[n, top + i, left + j, k]
+    return dx
+
+
+# --------------------------------------------------------------------------------------------
+# Batch normalization (statistics per channel = the last axis, over every other axis)
+# --------------------------------------------------------------------------------------------
+def batchnorm_moments(x):
+    """The batch's statistics of each channel ``c`` over all ``M`` values ``x[..., c]`` (N*H*W of them)::
+
+        mean[c] = (1/M) sum x[..., c]          var[c] = (1/M) sum (x[..., c] - mean[c])^2
+
+    The variance is the **biased** one (divided by M, not M - 1), as Keras and TF normalise with. Both are
+    summed in float64 and rounded to x's dtype once.
+    """
+    channels = x.shape[-1]
+    mean = np.zeros(channels, dtype=x.dtype)
+    var = np.zeros(channels, dtype=x.dtype)
+    for c in range(channels):
+        values = x[..., c].astype(np.float64).ravel()  # every value of channel c in the batch
+        m = len(values)
+        mean_c = sum(values) / m
+        mean[c] = mean_c
+        var[c] = sum((v - mean_c) ** 2 for v in values) / m
+    return mean, var
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics):
+    """``y[..., c] = gamma[c] * xhat[..., c] + beta[c]`` with ``xhat = (x - mean[c]) / sqrt(var[c] + eps)``.
+
+    ``mean``/``var`` are the batch's own (``batch_statistics=True``, training) or the moving statistics
+    (inference). Shapes: x (..., C); gamma, beta, mean, var (C,).
+    """
+    eps = x.dtype.type(epsilon)
+    y = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        c = index[-1]
+        xhat = (x[index] - mean[c]) / np.sqrt(var[c] + eps)
+        y[index] = gamma[c] * xhat + beta[c]
+    return y, (x, gamma, mean, var, eps, batch_statistics)
+
+
+def batchnorm_backward(dy, cache):
+    """Returns ``(dx, dgamma, dbeta)``; per channel, with ``M`` values and ``s = sqrt(var + eps)``::
+
+        dbeta  = sum dy                 dgamma = sum dy * xhat
+        dx     = gamma / s * (dy - dbeta / M - xhat * dgamma / M)      (batch statistics: they depend on x)
+        dx     = gamma / s * dy                                         (moving statistics: constants)
+
+    The first ``dx`` is the chain rule through ``mean`` and ``var`` too: ``d mean / dx = 1/M`` and
+    ``d var / dx = 2 (x - mean) / M`` add the two correction terms (see ``numcnn.layers.normalization``).
+    """
+    x, gamma, mean, var, eps, batch_statistics = cache
+    dx = np.zeros_like(x)
+    channels = x.shape[-1]
+    dgamma = np.zeros(channels, dtype=x.dtype)
+    dbeta = np.zeros(channels, dtype=x.dtype)
+    for c in range(channels):
+        s = np.sqrt(var[c] + eps)
+        xhat = (x[..., c] - mean[c]) / s
+        g = dy[..., c]
+        m = g.size
+        dbeta[c] = np.sum(g.astype(np.float64))
+        dgamma[c] = np.sum((g * xhat).astype(np.float64))
+        if batch_statistics:
+            dx[..., c] = gamma[c] / s * (g - dbeta[c] / m - xhat * (dgamma[c] / m))
+        else:
+            dx[..., c] = gamma[c] / s * g
+    return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout (inverted: the kept units are scaled up at training time, inference is the identity)
+# --------------------------------------------------------------------------------------------
+def dropout_forward(x, keep, rate):
+    """``y = x * 1/(1 - rate)`` where ``keep`` is True, else 0; ``keep`` broadcasts to x (``noise_shape``).
+
+    Scaling the kept units by ``1/(1 - rate)`` keeps every unit's expectation: ``E[y] = (1 - rate) x / (1 - rate)
+    = x``, so inference can use the network unchanged.
+    """
+    scale = x.dtype.type(1 / (1 - rate))
+    keep = np.broadcast_to(keep, x.shape)
+    y = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        if keep[index]:
+            y[index] = x[index] * scale
+    return y, (keep, scale)
+
+
+def dropout_backward(dy, cache):
+    """``dx = dy * 1/(1 - rate)`` where the unit was kept, else 0."""
+    keep, scale = cache
+    dx = np.zeros_like(dy)
+    for index in np.ndindex(dy.shape):
+        if keep[index]:
+            dx[index] = dy[index] * scale
+    return dx
+
+
+# --------------------------------------------------------------------------------------------
+# Transposed convolution (Conv2DTranspose)
+# --------------------------------------------------------------------------------------------
+def conv2d_transpose_output_size(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """``(out, crop_before, crop_after)`` of a transposed convolution along one axis, as Keras 3 computes it.
+
+    ``out = (size - 1) * stride + max(kernel, stride)`` ('valid') or ``size * stride`` ('same'): the size of
+    the image whose Conv2D (same kernel, stride and padding) has ``size`` outputs. The transpose computes
+    the full sum (``(size - 1) * stride + kernel`` rows and more) and crops what that Conv2D would have
+    padded: TF's asymmetric rule, ``pad_total = max((size - 1) * stride + kernel - out, 0)``, the smaller
+    half before (top/left), the extra row after (bottom/right).
+    """
+    if padding == "valid":
+        out = (size - 1) * stride + max(kernel, stride)
+    else:
+        out = size * stride
+    conv_out, before, after = output_size_and_padding(out, kernel, stride, padding)
+    assert conv_out == size, "the Conv2D of the transpose's output must give back the input size"
+    return out, before, after
+
+
+def conv2d_transpose_geometry(x_shape, w_shape, strides, padding):
+    """Output height/width of a Conv2DTranspose and the ``(top, bottom, left, right)`` crop of its full sum."""
+    _, height, width, _ = x_shape
+    kh, kw = w_shape[:2]
+    sh, sw = strides
+    oh, top, bottom = conv2d_transpose_output_size(height, kh, sh, padding)
+    ow, left, right = conv2d_transpose_output_size(width, kw, sw, padding)
+    return oh, ow, (top, bottom, left, right)
+
+
+def conv2d_transpose_forward(x, w, b, strides=(1, 1), padding="valid"):
+    """Transposed convolution: every input pixel adds a copy of the kernel, scaled by its values, to the
+    output, ``strides`` apart; where copies overlap they add up::
+
+        y_full[n, r*sh + p, c*sw + q, j] += x[n, r, c, k] * w[p, q, j, k]
+        y[n, i, l, j] = b[j] + y_full[n, top + i, left + l, j]          (the crop of 'same')
+
+    Read against ``conv2d_backward``: this is ``dx_pad`` of a Conv2D with kernel ``w`` (HWIO with
+    I = filters, O = C_in), whose output gradient is ``x``. Shapes: x (N, H, W, C_in), w (KH, KW, F, C_in)
+    (Keras's layout: out before in), b (F,) -> y (N, OH, OW, F), sizes from ``conv2d_transpose_geometry``.
+    """
+    n_images, height, width, _ = x.shape
+    kh, kw, filters, _ = w.shape
+    sh, sw = strides
+    oh, ow, pads = conv2d_transpose_geometry(x.shape, w.shape, strides, padding)
+    top, bottom, left, right = pads
+    y_full = np.zeros((n_images, top + oh + bottom, left + ow + right, filters), dtype=x.dtype)
+    for n in range(n_images):
+        for r in range(height):
+            for c in range(width):
+                for p in range(kh):
+                    for q in range(kw):
+                        # sum over k of x[n, r, c, k] * w[p, q, j, k], for every output channel j
+                        y_full[n, r * sh + p, c * sw + q, :] += w[p, q, :, :] @ x[n, r, c, :]
+    y = np.ascontiguousarray(y_full[:, top : top + oh, left : left + ow, :])
+    y += b
+    return y, (x, w, strides, pads)
+
+
+def conv2d_transpose_backward(dy, cache, need_dx=True):
+    """Every product ``x[n, r, c, k] * w[p, q, j, k]`` of the forward sum landed on ``y_full[n, r*sh + p,
+    c*sw + q, j]``; its gradient ``g = dy_full`` there goes back to both factors (cropped positions of
+    'same' got no gradient: ``dy_full`` is ``dy`` padded with zeros)::
+
+        dx[n, r, c, k]  += dy_full[n, r*sh + p, c*sw + q, j] * w[p, q, j, k]    (a Conv2D of dy with w)
+        dw[p, q, j, k]  += dy_full[n, r*sh + p, c*sw + q, j] * x[n, r, c, k]
+        db[j]           += dy[n, i, l, j]
+
+    Returns ``(dx, dw, db)`` (``dx`` None if not ``need_dx``).
+    """
+    x, w, strides, pads = cache
+    kh, kw, _, _ = w.shape
+    sh, sw = strides
+    n_images, height, width, _ = x.shape
+    dy_full = pad_nhwc(dy, pads)
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    for n in range(n_images):
+        for r in range(height):
+            for c in range(width):
+                for p in range(kh):
+                    for q in range(kw):
+                        g = dy_full[n, r * sh + p, c * sw + q, :]  # (F,)
+                        dx[n, r, c, :] += g @ w[p, q, :, :]       # sum over j of g[j] * w[p, q, j, k]
+                        dw[p, q, :, :] += np.outer(g, x[n, r, c, :])
+    db = np.sum(dy, axis=(0, 1, 2))
+    return (dx if need_dx else None), dw, db
+
+
+# --------------------------------------------------------------------------------------------
+# More activations, one element at a time in float64 (``math``), stored in the input's dtype.
+# The cache is the input ``x``: each backward evaluates the derivative's own formula at ``x``.
+# --------------------------------------------------------------------------------------------
+def _elementwise(function, *arrays):
+    """``out[i] = function(a[i], b[i], ...)`` for every index ``i`` of the first array."""
+    out = np.empty_like(arrays[0])
+    for index in np.ndindex(out.shape):
+        out[index] = function(*(float(a[index]) for a in arrays))
+    return out
+
+
+def _sigmoid(v):
+    # 1 / (1 + exp(-v)); for v < 0 the same number as exp(v) / (1 + exp(v)), which cannot overflow
+    return 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
+
+
+def sigmoid_forward(x):
+    """``y = 1 / (1 + exp(-x))``."""
+    return _elementwise(_sigmoid, x), x
+
+
+def sigmoid_backward(dy, x):
+    """``dx = dy * sigmoid(x) * (1 - sigmoid(x))``, with ``1 - sigmoid(x) = sigmoid(-x)``."""
+    return _elementwise(lambda g, v: g * _sigmoid(v) * _sigmoid(-v), dy, x)
+
+
+def tanh_forward(x):
+    """``y = tanh(x)``."""
+    return _elementwise(math.tanh, x), x
+
+
+def tanh_backward(dy, x):
+    """``dx = dy * (1 - tanh(x)^2) = dy / cosh(x)^2`` (the second form keeps its digits where tanh is near
+    1; ``cosh`` overflows beyond |x| = 710, where the derivative is below 1e-300 anyway: 0)."""
+    return _elementwise(lambda g, v: g / math.cosh(v) / math.cosh(v) if abs(v) < 700 else 0.0, dy, x)
+
+
+def elu_forward(x, alpha=1.0):
+    """``y = x`` if ``x > 0`` else ``alpha * (exp(x) - 1)`` (``math.expm1(x)`` is ``exp(x) - 1`` exactly)."""
+    return _elementwise(lambda v: v if v > 0 else alpha * math.expm1(v), x), (x, alpha)
+
+
+def elu_backward(dy, cache):
+    """``dx = dy`` if ``x > 0`` else ``dy * alpha * exp(x)``."""
+    x, alpha = cache
+    return _elementwise(lambda g, v: g if v > 0 else g * alpha * math.exp(v), dy, x)
+
+
+def _normal_cdf(v):
+    # Phi(v) = (1 + erf(v / sqrt 2)) / 2, written as erfc(-v / sqrt 2) / 2: no cancellation for v < 0
+    return 0.5 * math.erfc(-v / math.sqrt(2))
+
+
+def gelu_forward(x):
+    """``y = x * Phi(x)``, ``Phi`` the standard normal CDF (Keras 3's default, exact form)."""
+    return _elementwise(lambda v: v * _normal_cdf(v), x), x
+
+
+def gelu_backward(dy, x):
+    """``dx = dy * (Phi(x) + x * phi(x))``, ``phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`` (product rule)."""
+    density = lambda v: math.exp(-v * v / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    return _elementwise(lambda g, v: g * (_normal_cdf(v) + v * density(v)), dy, x)
+
+
+def leaky_relu_forward(x, negative_slope=0.2):
+    """``y = x`` if ``x > 0`` else ``negative_slope * x``."""
+    return _elementwise(lambda v: v if v > 0 else negative_slope * v, x), (x, negative_slope)
+
+
+def leaky_relu_backward(dy, cache):
+    """``dx = dy`` if ``x > 0`` else ``negative_slope * dy``."""
+    x, negative_slope = cache
+    return _elementwise(lambda g, v: g if v > 0 else negative_slope * g, dy, x)

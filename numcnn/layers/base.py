@@ -1,8 +1,15 @@
 """The Layer contract every numcnn layer follows.
 
-A layer holds its parameters in ``params`` (a dict, Keras order: ``kernel`` then ``bias``), and after
-``backward`` the matching gradients in ``grads`` (same keys). ``forward`` keeps in ``self._cache`` what
-``backward`` needs, so one ``forward`` must precede each ``backward``.
+A layer holds **all** its weights in ``params`` (a dict in Keras's ``get_weights()`` order: ``kernel`` then
+``bias``; BatchNormalization's ``gamma, beta, moving_mean, moving_variance``), and after ``backward`` the
+gradients of its trainable ones in ``grads``. ``forward`` keeps in ``self._cache`` what ``backward`` needs, so
+one ``forward`` must precede each ``backward``.
+
+Trainable or not, as in Keras: the keys in ``non_trainable_keys`` (a class attribute, e.g. the moving
+statistics, which ``forward`` updates itself) are never given to the optimizer, and ``layer.trainable = False``
+freezes every weight of the layer. ``trainable_weights`` (the arrays the optimizer updates, in order) and
+``get_gradients()`` (their gradients, same order) follow both; ``get_weights``/``set_weights`` and
+``count_params`` cover all weights.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import re
 import numpy as np
 
 from ..errors import ShapeError
+from ..kernels.activations import ACTIVATIONS, activation_name
 
 
 def snake_case(name: str) -> str:
@@ -22,8 +30,13 @@ def snake_case(name: str) -> str:
 class Layer:
     """Base class: shapes exclude the batch axis, e.g. ``input_shape == (28, 28, 1)``."""
 
-    def __init__(self, name: str | None = None, input_shape=None):
+    non_trainable_keys: tuple[str, ...] = ()  # weights the optimizer never updates (see the module docstring)
+
+    def __init__(self, name: str | None = None, input_shape=None, trainable: bool = True):
         self.name = name
+        self.trainable = trainable
+        # A layer that draws random numbers (Dropout) keeps its own Generator here; checkpoints save its state.
+        self.rng: np.random.Generator | None = None
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape is not None else None
@@ -72,18 +85,58 @@ class Layer:
                 )
             current[...] = new  # in place, so views (e.g. an optimizer's flat buffer) stay valid
 
+    @property
+    def trainable(self) -> bool:
+        """Keras's attribute: False freezes all of this layer's weights (BatchNormalization then also runs in
+        inference mode, as in Keras)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        self._trainable = bool(value)
+
+    def trainable_keys(self) -> list[str]:
+        """Keys of the weights the optimizer updates, in ``params`` order (none when frozen)."""
+        if not self.trainable:
+            return []
+        return [key for key in self.params if key not in self.non_trainable_keys]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """All weight arrays themselves (not copies), in ``get_weights()`` order."""
+        return list(self.params.values())
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        return [self.params[key] for key in self.trainable_keys()]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        trainable = set(self.trainable_keys())
+        return [value for key, value in self.params.items() if key not in trainable]
+
     def get_gradients(self) -> list[np.ndarray]:
-        return [self.grads[key] for key in self.params]
+        """Gradients of ``trainable_weights``, in the same order."""
+        return [self.grads[key] for key in self.trainable_keys()]
 
     def count_params(self) -> int:
         return int(sum(value.size for value in self.params.values()))
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        config = {"name": self.name}
+        if not self.trainable:  # only when frozen, so the configs of ordinary layers stay as they were
+            config["trainable"] = False
+        return config
 
     @classmethod
     def from_config(cls, config: dict):
-        return cls(**config)
+        """``cls(**config)``; ``trainable`` (Keras's key, present in every Keras layer config) is set afterwards,
+        so layers whose ``__init__`` does not take it still round-trip."""
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
@@ -99,11 +152,10 @@ class AffineLayer(Layer):
     def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", name=None, input_shape=None):
         from .. import initializers
-        from .activations import ACTIVATION_KERNELS, activation_name
 
         super().__init__(name=name, input_shape=input_shape)
         self.activation = activation_name(activation)
-        self._activation_forward, self._activation_backward = ACTIVATION_KERNELS[self.activation]
+        self._activation_forward, self._activation_backward = ACTIVATIONS[self.activation]
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer

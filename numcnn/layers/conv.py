@@ -1,4 +1,4 @@
-"""``Conv2D``: 2-D convolution (cross-correlation) over NHWC images.
+"""``Conv2D``: 2-D convolution (cross-correlation) over NHWC images, and its transpose ``Conv2DTranspose``.
 
 Source document, section 3.1: ``y_ij = f(sum_k x_ik * w_kj + b_j)``. Exactly (``f`` = activation)::
 
@@ -17,8 +17,12 @@ the odd extra row/column goes bottom/right). See ``numcnn.kernels.reference`` fo
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels
+from ..errors import ShapeError
 from ..kernels.geometry import PADDINGS, as_pair, output_size_and_padding
+from ..kernels.reference import conv2d_transpose_output_size
 from .base import AffineLayer
 from .pooling import MaxPooling2D
 
@@ -81,4 +85,99 @@ class Conv2D(AffineLayer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
+        }
+
+
+class Conv2DTranspose(AffineLayer):
+    """``Conv2DTranspose``: the transposed convolution ("deconvolution"), which upsamples by its strides.
+
+    Every input pixel adds a copy of the kernel, scaled by its values, to the output, ``strides`` apart;
+    overlapping copies add up, then 'same' crops (``f`` = activation)::
+
+        z_full[n, r*sh + p, c*sw + q, j] += x[n, r, c, k] * w[p, q, j, k]
+        y[n, i, l, j] = f( b[j] + z_full[n, top + i, left + l, j] )
+
+    **Its forward is a Conv2D's input gradient**: ``z - b`` is exactly the ``dx`` that
+    ``kernels.conv2d_backward`` returns for a Conv2D with kernel ``w`` (read as HWIO: I = filters,
+    O = C_in) on an image of the output's size, given ``dy = x``. So its backward is a Conv2D forward, with
+    ``dz = dy * f'(z)`` and ``dz_full`` = ``dz`` padded back with zeros where 'same' cropped::
+
+        dx[n, r, c, k] = sum_{p, q, j} dz_full[n, r*sh + p, c*sw + q, j] * w[p, q, j, k]    (Conv2D of dz)
+        dw[p, q, j, k] = sum_{n, r, c} dz_full[n, r*sh + p, c*sw + q, j] * x[n, r, c, k]
+        db[j]          = sum_{n, i, l} dz[n, i, l, j]
+
+    Shapes: x (N, H, W, C_in); kernel (KH, KW, filters, C_in) — Keras's layout, out before in, the reverse
+    of Conv2D's; bias (filters,); y (N, OH, OW, filters) with Keras 3's sizes (``output_padding=None``)::
+
+        'valid':  OH = (H - 1) * sh + max(KH, sh)        'same':  OH = H * sh
+
+    i.e. the size whose Conv2D with the same kernel size, strides and padding has H outputs; 'same' crops
+    what that Conv2D pads (TF's rule: the odd extra row/column at the bottom/right). The kernel's
+    initializer fans follow from its shape as Keras computes them: ``fan_in = KH*KW*filters``,
+    ``fan_out = KH*KW*C_in``. See ``numcnn.kernels.reference.conv2d_transpose_forward`` for the literal loops.
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", output_padding=None,
+                 activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", name: str | None = None, input_shape=None):
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, name, input_shape)
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"Conv2DTranspose filters must be a positive int, got {filters!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"Conv2DTranspose padding must be 'valid' or 'same', got {padding!r}")
+        if output_padding is not None:
+            raise ValueError(
+                f"Conv2DTranspose supports only output_padding=None (Keras's default: output size "
+                f"(H - 1) * stride + max(kernel, stride) for 'valid', H * stride for 'same'), got {output_padding!r}")
+        self.filters = filters
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        self.padding = padding
+        self.output_padding = None
+
+    def kernel_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2DTranspose {self.name!r} expects inputs (H, W, C), got shape {input_shape}")
+        return (*self.kernel_size, self.filters, input_shape[-1])
+
+    def create_params(self, rng):
+        """Kernel (KH, KW, filters, C_in), then the bias (filters,): the *second-last* axis of the kernel."""
+        shape = self.kernel_shape(self.input_shape)
+        self.params = {"kernel": self._kernel_init(shape, rng, dtype=self.dtype)}
+        if self.use_bias:
+            self.params["bias"] = self._bias_init((self.filters,), rng, dtype=self.dtype)
+
+    def _bias(self):
+        if self.use_bias:
+            return self.params["bias"]
+        return np.zeros(self.filters, dtype=self.dtype)
+
+    def check_input(self, x) -> None:
+        """Images (N, H, W, C_in), with C_in the kernel's *last* axis (any H, W)."""
+        c_in = self.params["kernel"].shape[-1]
+        if x.ndim != 4 or x.shape[-1] != c_in:
+            raise ShapeError(f"layer {self.name!r} (Conv2DTranspose) expects input (N, ?, ?, {c_in}), got {x.shape}")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2DTranspose {self.name!r} expects inputs (H, W, C), got shape {input_shape}")
+        height, width, _ = input_shape
+        out_h = conv2d_transpose_output_size(height, self.kernel_size[0], self.strides[0], self.padding)[0]
+        out_w = conv2d_transpose_output_size(width, self.kernel_size[1], self.strides[1], self.padding)[0]
+        return (out_h, out_w, self.filters)
+
+    def affine_forward(self, x, w, b):
+        return kernels.conv2d_transpose_forward(x, w, b, self.strides, self.padding)
+
+    def affine_backward(self, dz, cache, need_dx=True):
+        return kernels.conv2d_transpose_backward(dz, cache, need_dx)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "output_padding": self.output_padding,
         }
