@@ -552,7 +552,7 @@ def _model_dtype(entries: list[dict]) -> str:
     return names.pop() if names else "float32"
 
 
-def model_from_keras_config(config: dict, keep_names: bool = True) -> Sequential:
+def model_from_keras_config(config: dict, keep_names: bool = True, seed: int | None = 0) -> Sequential:
     """A numcnn Sequential from a Keras model config: ``{"class_name": "Sequential", "config": {...}}`` or its
     inner ``{"name", "layers", ...}`` (``keras_model.get_config()``)."""
     if "class_name" in config:
@@ -562,7 +562,9 @@ def model_from_keras_config(config: dict, keep_names: bool = True) -> Sequential
     entries = config.get("layers")
     if not isinstance(entries, list):
         raise ModelFileError("the model config has no list of layers")
-    model = Sequential(name=config.get("name", "sequential"), dtype=_model_dtype(entries))
+    # seeded like Sequential.from_config: the weights come from the file, but the model's generator also drives
+    # Dropout's masks and shuffling, and those must be reproducible too
+    model = Sequential(name=config.get("name", "sequential"), dtype=_model_dtype(entries), seed=seed)
     model.add(Input(_input_shape_of(config)))
     for entry in entries:
         layer = layer_from_keras_config(entry, keep_name=keep_names)
@@ -940,11 +942,12 @@ def load_keras_file(path, model: Sequential | None = None, compile: bool = True)
 # ----------------------------------------------------------------------------------------------
 # Live models
 # ----------------------------------------------------------------------------------------------
-def from_keras(keras_model, keep_names: bool = False) -> Sequential:
+def from_keras(keras_model, keep_names: bool = False, seed: int | None = 0) -> Sequential:
     """A numcnn copy of a Keras Sequential model: same architecture, same weights (bit for bit). Layer names
     are numcnn's own automatic ones unless ``keep_names`` (Keras's automatic names count every layer made in
-    the process, so they differ from run to run)."""
-    model = model_from_keras_config(keras_model.get_config(), keep_names=keep_names)
+    the process, so they differ from run to run). ``seed`` seeds the model's generator (Dropout masks,
+    shuffling in ``fit``)."""
+    model = model_from_keras_config(keras_model.get_config(), keep_names=keep_names, seed=seed)
     model.set_weights(keras_model.get_weights())
     return model
 
