@@ -50,17 +50,23 @@ ARCHITECTURES = {
 # ----------------------------------------------------------------------------------------------
 # One architecture in each framework
 # ----------------------------------------------------------------------------------------------
-def numcnn_model(shape, spec):
-    import numcnn
-    from numcnn import layers as L
-
-    built = [L.Input(shape)]
+def build_layers(L, shape, spec, input_layer):
+    """The layer list of ``spec`` from a module of Keras-named layers: ``numcnn.layers`` and ``keras.layers``
+    alike (numcnn keeps Keras's names and arguments, so one function builds both)."""
+    built = [input_layer(shape)]
     for kind, *args in spec:
         built.append({"conv": lambda f, k, s, p, b: L.Conv2D(f, k, strides=s, padding=p, use_bias=b),
                       "bn": L.BatchNormalization, "relu": L.ReLU, "maxpool": L.MaxPooling2D, "dropout": L.Dropout,
                       "flatten": L.Flatten, "dense": L.Dense,
                       "head": lambda: L.Dense(CLASSES, activation="softmax")}[kind](*args))
-    model = numcnn.Sequential(built, seed=0)
+    return built
+
+
+def numcnn_model(shape, spec):
+    import numcnn
+    from numcnn import layers
+
+    model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
     model.compile("adam", "sparse_categorical_crossentropy")
     return lambda x, y: model.train_step(x, y)
 
@@ -69,14 +75,7 @@ def keras_model(shape, spec):
     import keras
     import tensorflow as tf
 
-    L = keras.layers
-    built = [keras.Input(shape)]
-    for kind, *args in spec:
-        built.append({"conv": lambda f, k, s, p, b: L.Conv2D(f, k, strides=s, padding=p, use_bias=b),
-                      "bn": L.BatchNormalization, "relu": L.ReLU, "maxpool": L.MaxPooling2D, "dropout": L.Dropout,
-                      "flatten": L.Flatten, "dense": L.Dense,
-                      "head": lambda: L.Dense(CLASSES, activation="softmax")}[kind](*args))
-    model = keras.Sequential(built)
+    model = keras.Sequential(build_layers(keras.layers, shape, spec, keras.Input))
     model.compile("adam", "sparse_categorical_crossentropy")
     return lambda x, y: model.train_on_batch(tf.constant(x), tf.constant(y))
 

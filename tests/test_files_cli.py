@@ -531,7 +531,8 @@ def test_every_option_has_help_and_version_and_debug_work(capsys):
 
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(commands) == {"train", "evaluate", "predict", "verify", "generate", "dream", "texture", "explain"}
+    assert set(commands) == {"train", "evaluate", "predict", "verify", "generate", "dream", "texture", "explain", "style",
+                             "train-generator", "sample", "sweep"}
     for name, command in [("numcnn", parser), *commands.items()]:
         for action in command._actions:
             assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"

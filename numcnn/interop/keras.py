@@ -195,16 +195,19 @@ def _dense_from_keras(config: dict):
                  bias_initializer=initializer_from_keras(config.get("bias_initializer"), "zeros"))
 
 
-def _max_pooling2d_to_keras(layer) -> dict:
+def _pooling2d_to_keras(layer) -> dict:
     return {"pool_size": list(layer.pool_size), "padding": layer.padding, "strides": list(layer.strides),
             "data_format": "channels_last"}
 
 
-def _max_pooling2d_from_keras(config: dict):
-    require(config, data_format="channels_last")
-    strides = config.get("strides")
-    return MaxPooling2D(_pair(config.get("pool_size", 2)), strides=_pair(strides) if strides is not None else None,
-                        padding=config.get("padding", "valid"))
+def _pooling2d_from_keras(cls):
+    """MaxPooling2D and AveragePooling2D share their Keras config keys."""
+    def from_keras(config: dict):
+        require(config, data_format="channels_last")
+        strides = config.get("strides")
+        return cls(_pair(config.get("pool_size", 2)), strides=_pair(strides) if strides is not None else None,
+                   padding=config.get("padding", "valid"))
+    return from_keras
 
 
 def _flatten_to_keras(layer) -> dict:
@@ -241,13 +244,6 @@ def _activation_to_keras(layer) -> dict:
 
 def _activation_from_keras(config: dict):
     return Activation(activation_from_keras(config.get("activation")))
-
-
-def _average_pooling2d_from_keras(config: dict):
-    require(config, data_format="channels_last")
-    strides = config.get("strides")
-    return AveragePooling2D(_pair(config.get("pool_size", 2)), strides=_pair(strides) if strides is not None else None,
-                            padding=config.get("padding", "valid"))
 
 
 def _global_pooling2d_to_keras(layer) -> dict:
@@ -356,12 +352,12 @@ def _elu_from_keras(config: dict):
 LAYER_MAPPINGS: list[LayerMapping] = [
     LayerMapping(Conv2D, "Conv2D", _conv2d_to_keras, _conv2d_from_keras, build_config=True),
     LayerMapping(Dense, "Dense", _dense_to_keras, _dense_from_keras, build_config=True),
-    LayerMapping(MaxPooling2D, "MaxPooling2D", _max_pooling2d_to_keras, _max_pooling2d_from_keras),
+    LayerMapping(MaxPooling2D, "MaxPooling2D", _pooling2d_to_keras, _pooling2d_from_keras(MaxPooling2D)),
     LayerMapping(Flatten, "Flatten", _flatten_to_keras, _flatten_from_keras, build_config=True),
     LayerMapping(ReLU, "ReLU", _relu_to_keras, _relu_from_keras),
     LayerMapping(Softmax, "Softmax", _softmax_to_keras, _softmax_from_keras),
     LayerMapping(Activation, "Activation", _activation_to_keras, _activation_from_keras),
-    LayerMapping(AveragePooling2D, "AveragePooling2D", _max_pooling2d_to_keras, _average_pooling2d_from_keras),
+    LayerMapping(AveragePooling2D, "AveragePooling2D", _pooling2d_to_keras, _pooling2d_from_keras(AveragePooling2D)),
     LayerMapping(GlobalAveragePooling2D, "GlobalAveragePooling2D", _global_pooling2d_to_keras,
                  _global_pooling2d_from_keras(GlobalAveragePooling2D)),
     LayerMapping(GlobalMaxPooling2D, "GlobalMaxPooling2D", _global_pooling2d_to_keras,

@@ -27,23 +27,45 @@ from .base import AffineLayer
 from .pooling import MaxPooling2D
 
 
-class Conv2D(AffineLayer):
-    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", activation=None,
-                 use_bias: bool = True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 name: str | None = None, input_shape=None):
+class _Convolution2D(AffineLayer):
+    """What Conv2D and Conv2DTranspose share: filters, kernel size, strides and padding, checked alike."""
+
+    def __init__(self, filters, kernel_size, strides, padding, activation, use_bias, kernel_initializer,
+                 bias_initializer, name, input_shape):
         super().__init__(activation, use_bias, kernel_initializer, bias_initializer, name, input_shape)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
+        kind = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"{kind} filters must be a positive int, got {filters!r}")
         if padding not in PADDINGS:
-            raise ValueError(f"Conv2D padding must be 'valid' or 'same', got {padding!r}")
+            raise ValueError(f"{kind} padding must be 'valid' or 'same', got {padding!r}")
         self.filters = filters
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
         self.padding = padding
 
-    def kernel_shape(self, input_shape):
+    def require_image_shape(self, input_shape) -> None:
         if len(input_shape) != 3:
-            raise ValueError(f"Conv2D {self.name!r} expects inputs (H, W, C), got shape {input_shape}")
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs (H, W, C), got shape {input_shape}")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
+
+
+class Conv2D(_Convolution2D):
+    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", activation=None,
+                 use_bias: bool = True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 name: str | None = None, input_shape=None):
+        super().__init__(filters, kernel_size, strides, padding, activation, use_bias, kernel_initializer,
+                         bias_initializer, name, input_shape)
+
+    def kernel_shape(self, input_shape):
+        self.require_image_shape(input_shape)
         return (*self.kernel_size, input_shape[-1], self.filters)
 
     def compute_output_shape(self, input_shape):
@@ -78,17 +100,8 @@ class Conv2D(AffineLayer):
         self.set_gradients(dw, db)
         return dx
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-        }
 
-
-class Conv2DTranspose(AffineLayer):
+class Conv2DTranspose(_Convolution2D):
     """``Conv2DTranspose``: the transposed convolution ("deconvolution"), which upsamples by its strides.
 
     Every input pixel adds a copy of the kernel, scaled by its values, to the output, ``strides`` apart;
@@ -120,24 +133,16 @@ class Conv2DTranspose(AffineLayer):
     def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", output_padding=None,
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", name: str | None = None, input_shape=None):
-        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, name, input_shape)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"Conv2DTranspose filters must be a positive int, got {filters!r}")
-        if padding not in PADDINGS:
-            raise ValueError(f"Conv2DTranspose padding must be 'valid' or 'same', got {padding!r}")
+        super().__init__(filters, kernel_size, strides, padding, activation, use_bias, kernel_initializer,
+                         bias_initializer, name, input_shape)
         if output_padding is not None:
             raise ValueError(
                 f"Conv2DTranspose supports only output_padding=None (Keras's default: output size "
                 f"(H - 1) * stride + max(kernel, stride) for 'valid', H * stride for 'same'), got {output_padding!r}")
-        self.filters = filters
-        self.kernel_size = as_pair(kernel_size, "kernel_size")
-        self.strides = as_pair(strides, "strides")
-        self.padding = padding
         self.output_padding = None
 
     def kernel_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2DTranspose {self.name!r} expects inputs (H, W, C), got shape {input_shape}")
+        self.require_image_shape(input_shape)
         return (*self.kernel_size, self.filters, input_shape[-1])
 
     def create_params(self, rng):
@@ -159,8 +164,7 @@ class Conv2DTranspose(AffineLayer):
             raise ShapeError(f"layer {self.name!r} (Conv2DTranspose) expects input (N, ?, ?, {c_in}), got {x.shape}")
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2DTranspose {self.name!r} expects inputs (H, W, C), got shape {input_shape}")
+        self.require_image_shape(input_shape)
         height, width, _ = input_shape
         out_h = conv2d_transpose_output_size(height, self.kernel_size[0], self.strides[0], self.padding)[0]
         out_w = conv2d_transpose_output_size(width, self.kernel_size[1], self.strides[1], self.padding)[0]
@@ -173,11 +177,4 @@ class Conv2DTranspose(AffineLayer):
         return kernels.conv2d_transpose_backward(dz, cache, need_dx)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-            "output_padding": self.output_padding,
-        }
+        return {**super().get_config(), "output_padding": self.output_padding}
