@@ -10,6 +10,10 @@ gradient reduction between them::
 
 ``fit(..., reduce_gradients=f)`` calls ``f`` on every batch's ``BatchResult``. Each worker's loss and gradients
 are means over its own ``result.size`` examples, so the global mean is ``sum_i size_i g_i / sum_i size_i``.
+``fit(..., shard_batch=s)`` makes each worker compute on ``s(batch)``, its part of every batch's example indices
+(the reduction then returns the whole batch's result: its loss, gradients, output and size), and
+``save_checkpoints=False`` makes a worker read ``checkpoint_dir`` on resume without ever writing it
+(``numcnn.distributed``: only rank 0 writes).
 
 Keras's semantics, kept here (each checked against Keras in ``tests/test_training_callbacks.py``):
 
@@ -162,7 +166,7 @@ def _keras_return(logs: dict, metric_names, return_dict: bool):
 def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
         validation_batch_size=None, validation_freq=1, seed=None, checkpoint_dir=None, checkpoint_every=None,
-        resume=False, reduce_gradients=None) -> History:
+        resume=False, reduce_gradients=None, shard_batch=None, save_checkpoints=True) -> History:
     """Train ``model`` (see ``Sequential.fit`` for the arguments); returns the ``History``."""
     model._require_compiled()
     name = f"model {model.name!r} fit"
@@ -181,6 +185,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
         raise ValueError(f"validation_freq must be an integer or a list of epochs, got {validation_freq!r}")
     rng = np.random.default_rng(seed) if seed is not None else model.rng
     checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir is not None else None
+    saver = checkpointer if save_checkpoints else None  # None: restore from checkpoint_dir, never write it
     if resume:
         if checkpointer is None:
             raise ValueError("resume=True needs checkpoint_dir")
@@ -205,7 +210,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
         order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
         callback_list.on_epoch_begin(epoch)
         epoch_logs = _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, verbose, state,
-                                checkpointer, callback_list, reduce_gradients)
+                                saver, callback_list, reduce_gradients, shard_batch)
         if validation_data is not None and _should_validate(epoch, validation_freq):
             val_x, val_y, val_weight = validation_data
             val_logs = evaluate(model, val_x, val_y, batch_size=validation_batch_size or batch_size, verbose=0,
@@ -214,8 +219,8 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
         epoch_logs = dict(sorted(epoch_logs.items()))  # the key order Keras's logs (and so its History) have
         callback_list.on_epoch_end(epoch, epoch_logs)
         state.next_epoch(epoch + 1, rng.bit_generator.state, RunningMeans(model.metrics))
-        if checkpointer is not None:
-            checkpointer.save(model, state)
+        if saver is not None:
+            saver.save(model, state)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in epoch_logs.items()),
                   file=sys.stderr)
@@ -226,7 +231,7 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
 
 
 def _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, verbose, state, checkpointer,
-               callback_list, reduce_gradients) -> dict:
+               callback_list, reduce_gradients, shard_batch=None) -> dict:
     """The batches of one epoch (from ``state.step`` on, when resuming); returns the epoch's logs."""
     from tqdm.auto import tqdm
 
@@ -238,8 +243,9 @@ def _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, ver
         step = state.step
         callback_list.on_train_batch_begin(step)
         batch = order[start:start + batch_size]
-        xb, yb = x[batch], y[batch]
-        result = compute_gradients(model, xb, yb, None if sample_weight is None else sample_weight[batch])
+        yb = y[batch]  # the metrics are over the whole batch (the reduction returns its whole output)
+        mine = batch if shard_batch is None else shard_batch(batch)  # a data-parallel worker's part of the batch
+        result = compute_gradients(model, x[mine], y[mine], None if sample_weight is None else sample_weight[mine])
         if reduce_gradients is not None:
             result = reduce_gradients(result)
         try:
