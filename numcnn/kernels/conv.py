@@ -23,9 +23,12 @@ rather than kept: im2col is cheap next to the GEMMs, and memory use no longer gr
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit, prange
 
+from . import winograd
 from .reference import conv2d_geometry, pad_nhwc
 
 
@@ -62,8 +65,34 @@ def col2im(dcols, kh, kw, sh, sw, oh, ow, dx_pad):
 CHUNK_BYTES = 4 << 20  # about this many bytes of im2col matrix at a time (see the module docstring)
 
 
+# Opt-in switch for Winograd (see use_winograd): NUMCNN_WINOGRAD=1 in the environment, or set this to True.
+WINOGRAD_ENABLED = os.environ.get("NUMCNN_WINOGRAD", "") == "1"
+
+
+def use_winograd(x_shape, w_shape, strides) -> bool:
+    """The one place that decides whether ``conv2d_forward`` runs Winograd F(2x2, 3x3) (``kernels.winograd``)
+    instead of im2col + GEMM.
+
+    Only a 3x3 kernel at stride 1 can (the algorithm's tiles assume both). Measured with
+    ``benchmarks/winograd.py`` (forward + backward, interleaved, medians; README section "Winograd"): with
+    numcnn's default 2 threads Winograd was 2-9x *slower* on the CIFAR-style model's 32-64-channel layers
+    (its 16 thin matrix products per chunk each pay OpenBLAS's thread start-up and synchronisation, which a
+    shared CPU makes worse); with one thread (OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1) it took 0.66-0.93x
+    im2col's time on those layers but 1.0-1.3x on the seed model's. Not clearly faster at numcnn's default
+    threading on any typical training shape, so the automatic rule stays off:
+    Winograd runs only where it is enabled explicitly (``WINOGRAD_ENABLED``). Its results differ from the
+    direct convolution's by rounding (bounded in tests/test_winograd.py), so it is never used by the fused
+    Conv2D + MaxPooling2D kernel, whose first-maximum tie rule needs equal receptive fields to give
+    bit-equal outputs (``kernels.fused`` calls im2col directly, not this function).
+    """
+    return WINOGRAD_ENABLED and tuple(w_shape[:2]) == (3, 3) and tuple(strides) == (1, 1)
+
+
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
-    """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM."""
+    """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM
+    (or Winograd F(2x2, 3x3) where ``use_winograd`` says so: the same sum up to rounding)."""
+    if use_winograd(x.shape, w.shape, strides):
+        return winograd.winograd_conv3x3_forward(x, w, b, padding)
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
     c_out = w.shape[3]
@@ -93,6 +122,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     """``dW2 = colsᵀ dY``, ``db = Σ dY``, ``dx = col2im(dY W2ᵀ)`` (see the module docstring), chunk by chunk.
 
     With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None."""
+    if isinstance(cache, winograd.WinogradCache):  # the forward ran Winograd: its own backward
+        return winograd.winograd_conv3x3_backward(dy, cache, need_dx)
     x_shape, x_pad, w, strides, pads = cache
     kh, kw, c_in, c_out = w.shape
     _, oh, ow, _ = dy.shape
