@@ -119,9 +119,6 @@ def _load_data(name: str):
 
 
 def command_train(args) -> int:
-    from .io import atomic_write_text
-    from .zoo import seed_mnist_model
-
     if args.resume and not args.checkpoint_dir:
         raise CLIError("--resume needs --checkpoint-dir")
     out = check_output_directory(args.out, "--out")
@@ -131,19 +128,35 @@ def command_train(args) -> int:
     if args.checkpoint_dir:
         check_output_directory(args.checkpoint_dir, "--checkpoint-dir")
 
+    if getattr(args, "distributed", False):  # under mpiexec: every rank trains, rank 0 alone writes and prints
+        from .distributed.cli import run_distributed
+
+        return run_distributed(_train_and_save, args, out)
+    return _train_and_save(args, out)
+
+
+def _train_and_save(args, out, fit=None, root: bool = True) -> int:
+    """Train the seed model (``fit``: ``Sequential.fit`` or a data-parallel one), then, on the root process,
+    evaluate, save and plot."""
+    from .io import atomic_write_text
+    from .zoo import seed_mnist_model
+
     (x_train, y_train), (x_test, y_test) = _load_data(args.dataset)
     model = seed_mnist_model(seed=args.seed, input_shape=x_train.shape[1:], classes=int(y_train.max()) + 1)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    if not args.quiet:
+    if not args.quiet and root:
         model.summary(print_fn=lambda text: print(text, file=sys.stderr))
-    print(f"numcnn: training on {args.dataset}: {len(x_train)} train / {len(x_test)} test images, "
-          f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
+    if root:
+        print(f"numcnn: training on {args.dataset}: {len(x_train)} train / {len(x_test)} test images, "
+              f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}", file=sys.stderr)
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                        validation_data=(x_test, y_test), verbose=0 if args.quiet else 1,
-                        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-                        resume=args.resume)
+    history = (fit or type(model).fit)(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                                       seed=args.seed, validation_data=(x_test, y_test),
+                                       verbose=0 if args.quiet else 1, checkpoint_dir=args.checkpoint_dir,
+                                       checkpoint_every=args.checkpoint_every, resume=args.resume)
     seconds = time.perf_counter() - start
+    if not root:
+        return 0
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256)
     model.save(out / "model.npz")
     record = {"dataset": args.dataset, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
@@ -271,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", help="save model + optimizer + RNG state here (atomically) as it trains")
     train.add_argument("--checkpoint-every", type=positive_int, help="also checkpoint every N steps (default: per epoch)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI: run as `mpiexec -n R numcnn train --distributed ...` "
+                            "(--batch-size is the global batch; needs numcnn[mpi])")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("evaluate", help="loss and accuracy of a saved model on a test set")
@@ -312,7 +328,7 @@ def _extra_commands():
     import importlib.util
 
     registrars = []
-    for module_name in ("numcnn.verify", "numcnn.generate.cli"):
+    for module_name in ("numcnn.verify", "numcnn.generate.cli", "numcnn.sweep"):
         try:
             present = importlib.util.find_spec(module_name) is not None
         except ModuleNotFoundError:  # its parent package is absent

@@ -38,8 +38,10 @@ def _batched_gradient(model, images, target, batch_size=64):
 
 
 def saliency(model, x, target: int, method: str = "gradient", seed: int = 0, samples: int = 32, noise: float = 0.15,
-             steps: int = 50, patch: int = 4, baseline: float = 0.0, value_range=(0.0, 1.0)):
+             steps: int = 50, patch: int = 4, baseline: float = 0.0, value_range=(0.0, 1.0), layer=None):
     """Saliency map (H, W) of one image ``x`` (H, W, C) for class ``target``.
+
+    ``layer`` (a name or an index) is the layer Grad-CAM looks at (default: the last Conv2D layer).
 
     ``integrated_gradients`` returns ``(map, completeness_error)`` where the error is
     ``|Σ map - (z_t(x) - z_t(baseline))| / |z_t(x) - z_t(baseline)|``."""
@@ -58,7 +60,7 @@ def saliency(model, x, target: int, method: str = "gradient", seed: int = 0, sam
     if method == "integrated_gradients":
         return integrated_gradients(model, x, target, steps, baseline)
     if method == "gradcam":
-        return gradcam(model, x, target)
+        return gradcam(model, x, target, layer)
     if method == "occlusion":
         return occlusion(model, x, target, patch, baseline)
     raise ValueError(f"unknown saliency method {method!r}; choose one of {METHODS}")
@@ -77,6 +79,20 @@ def integrated_gradients(model, x, target, steps=50, baseline=0.0):
     return attribution, error
 
 
+def gradcam_layer_index(model, layer=None) -> int:
+    """The layer Grad-CAM weighs: ``layer`` (name or index) if given, else the last Conv2D layer. It must
+    produce a spatial map (H, W, C): a dense layer's output has no 'where'."""
+    from .generate.activations import layer_index
+
+    if layer is None:
+        return last_conv_index(model)
+    index = layer_index(model, layer)
+    if len(model.layers[index].output_shape) != 3:
+        raise ValueError(f"Grad-CAM needs a layer with a spatial output (H, W, C); {model.layers[index].name!r} "
+                         f"outputs shape {model.layers[index].output_shape}")
+    return index
+
+
 def last_conv_index(model) -> int:
     from .layers import Conv2D
 
@@ -86,9 +102,10 @@ def last_conv_index(model) -> int:
     return indices[-1]
 
 
-def gradcam(model, x, target):
-    """Grad-CAM on the last Conv2D layer's (post-activation) output, upsampled to the input size."""
-    index = last_conv_index(model)
+def gradcam(model, x, target, layer=None):
+    """Grad-CAM on a layer's (post-activation) output, upsampled to the input size; ``layer`` is a name or
+    an index of a layer with a spatial output (default: the last Conv2D layer)."""
+    index = gradcam_layer_index(model, layer)
     # Layer by layer (not the model's fused forward), so every layer holds its own cache for the walk back.
     outputs = forward_activations(model, np.asarray(x, model.dtype)[None], len(model.layers) - 1)
     activations = outputs[index]                               # A: (1, h, w, C)
@@ -144,6 +161,10 @@ def filter_pictures(model, layer=None) -> np.ndarray:
 
 
 def feature_maps(model, x, layer=None) -> dict:
-    """Every (or one) layer's activations for one image: ``{layer name: array (H, W, C) or (units,)}``."""
+    """Every (or one: a name or an index) layer's activations for one image:
+    ``{layer name: array (H, W, C) or (units,)}``."""
+    from .generate.activations import layer_index
+
     outputs = forward_activations(model, np.asarray(x)[None], len(model.layers) - 1)
-    return {l.name: out[0] for l, out in zip(model.layers, outputs) if layer is None or l.name == layer}
+    chosen = None if layer is None else layer_index(model, layer)
+    return {l.name: out[0] for i, (l, out) in enumerate(zip(model.layers, outputs)) if chosen in (None, i)}

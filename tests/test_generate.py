@@ -88,14 +88,33 @@ def judged_accuracy(judge, images):
     return float(np.mean(labels == targets))
 
 
-def test_class_images_are_recognisable_and_the_prior_matters(seed_model, judge, tmp_path):
+def mean_pairwise_distance(images):
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    distances = np.sqrt(((flat[:, None] - flat[None]) ** 2).sum(-1))
+    return distances[np.triu_indices(len(flat), 1)].mean()
+
+
+def test_class_images_are_recognisable_diverse_and_the_prior_matters(seed_model, judge, mnist):
+    (x, y), _ = mnist
     seeds = list(range(10))
     with_prior = class_images(seed_model, range(10), seeds)
     without = class_images(seed_model, range(10), seeds, prior=Prior.off())
     score, baseline = judged_accuracy(judge, with_prior), judged_accuracy(judge, without)
-    print(f"independent judge: {score:.0%} with the image prior, {baseline:.0%} without")
-    assert score >= 0.70
+    # how far apart the seeds of a class are, relative to 50 real digits of that class (measured: 0.39 with
+    # the default diversity=0.2, 0.15 with diversity=0, where the seeds converge to one picture)
+    spread = [mean_pairwise_distance(with_prior[c]) / mean_pairwise_distance(x[y == c][:50]) for c in range(10)]
+    print(f"independent judge: {score:.0%} with the image prior, {baseline:.0%} without; "
+          f"seeds' spread {np.round(spread, 2)} of real digits'")
+    assert score >= 0.90
     assert score - baseline >= 0.30
+    assert np.mean(spread) >= 0.3
+
+
+def test_class_images_grid_is_bit_identical(seed_model):
+    a = class_images(seed_model, [2, 5], [0, 1, 2], steps=20)
+    np.testing.assert_array_equal(a, class_images(seed_model, [2, 5], [0, 1, 2], steps=20))
+    # a batch of one has no partner to repel: class_image is that batch
+    np.testing.assert_allclose(class_images(seed_model, [5], [1], steps=20)[0, 0], class_image(seed_model, 5, 1, steps=20))
 
 
 def test_same_seed_same_image_and_different_seeds_differ(seed_model):
@@ -137,23 +156,26 @@ def exemplar():
 
 
 def test_texture_matches_gram_statistics_without_copying(exemplar):
+    from skimage import transform
+
+    small = transform.resize(exemplar, (64, 64), anti_aliasing=True)
     history = []
-    result = texture(exemplar, seed=0, size=(128, 128), steps=300, history=history)
-    assert result.shape == (128, 128, 3)
-    assert history[-1] <= 0.01 * history[0]
-    # judged by an independent random filter bank (another seed): the statistics moved towards the exemplar
+    result = texture(small, seed=0, size=(64, 64), steps=60, scales=2, history=history)
+    assert result.shape == (64, 64, 3)
+    assert history[-1] <= 0.05 * history[0]
+    # judged by an independent random filter bank (another architecture and seed): the statistics moved
     independent = random_filter_bank(seed=123)
-    targets = gram_targets(independent, exemplar)
-    start = np.random.default_rng(0).random(exemplar.shape)
+    targets = gram_targets(independent, small)
+    start = np.random.default_rng(0).random(small.shape)
     assert gram_loss(independent, result, targets) <= 0.5 * gram_loss(independent, start, targets)
     # not a copy: the normalised cross-correlation with the exemplar stays well below 1 at every shift
     from scipy.signal import fftconvolve
 
     a = (result.mean(-1) - result.mean()) / result.std()
-    b = (exemplar.mean(-1) - exemplar.mean()) / exemplar.std()
+    b = (small.mean(-1) - small.mean()) / small.std()
     correlation = fftconvolve(a, b[::-1, ::-1], mode="same") / a.size
     assert np.max(np.abs(correlation)) < 0.9
-    np.testing.assert_array_equal(result, texture(exemplar, seed=0, size=(128, 128), steps=300))
+    np.testing.assert_array_equal(result, texture(small, seed=0, size=(64, 64), steps=60, scales=2))
 
 
 def test_fgsm_examples_raise_the_loss(seed_model, mnist):

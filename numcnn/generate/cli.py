@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import numpy as np
 
 
@@ -87,15 +90,31 @@ def command_generate(args) -> int:
     return 0
 
 
+def layer_names(model, text: str) -> list[str]:
+    """``"conv2d_2,dense"`` or ``"4,-1"`` -> the layers' names (a clear error for an unknown one)."""
+    from .activations import layer_index
+
+    try:
+        return [model.layers[layer_index(model, int(v) if v.strip().lstrip("-").isdigit() else v.strip())].name
+                for v in text.split(",")]
+    except ValueError as error:
+        raise SystemExit(f"numcnn: {error}") from None
+
+
 def command_dream(args) -> int:
     from ..cli import load_cli_model, read_model_image
     from . import deep_dream
 
     model = load_cli_model(args.model)
     image = read_model_image(args.image, model, invert=args.invert)
-    layers = [int(v) if v.lstrip("-").isdigit() else v for v in args.layers.split(",")]
-    dream = deep_dream(model, image, layers, seed=args.seed, octaves=args.octaves, steps=args.steps, progress=True)
-    image_grid(np.stack([image, dream])[None], [""], ["input", f"dream on {args.layers}"], args.out)
+    names = layer_names(model, args.layers)
+    with warnings.catch_warnings(record=True) as caught:  # a clamped octave count: say so, keep going
+        warnings.simplefilter("always")
+        dream = deep_dream(model, image, names, seed=args.seed, octaves=args.octaves, steps=args.steps,
+                           progress=True)
+    for warning in caught:
+        print(f"numcnn dream: {warning.message}", file=sys.stderr)
+    image_grid(np.stack([image, dream])[None], [""], ["input", f"dream on {', '.join(names)}"], args.out)
     print(f"wrote {args.out}")
     return 0
 
@@ -105,7 +124,21 @@ def command_texture(args) -> int:
     from . import texture
 
     exemplar = load_image(args.exemplar, (args.exemplar_size, args.exemplar_size, 3))
-    result = texture(exemplar, seed=args.seed, size=(args.size, args.size), steps=args.steps, progress=True)
+    result = texture(exemplar, seed=args.seed, size=(args.size, args.size), steps=args.steps, scales=args.scales,
+                     progress=True)
+    save_rgb(result, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def command_style(args) -> int:
+    from ..preprocessing import load_image
+    from . import style_transfer
+
+    content = load_image(args.content, (args.size, args.size, 3))
+    style = load_image(args.style, (args.style_size, args.style_size, 3))
+    result = style_transfer(content, style, seed=args.seed, content_weight=args.content_weight, steps=args.steps,
+                            progress=True)
     save_rgb(result, args.out)
     print(f"wrote {args.out}")
     return 0
@@ -123,7 +156,8 @@ def command_explain(args) -> int:
     x = read_model_image(args.image, model, invert=args.invert)
     probabilities = model.predict(x[None])[0]
     target = int(np.argmax(probabilities)) if args.target is None else args.target
-    result = saliency(model, x, target, method=args.method)
+    layer = layer_names(model, args.layer)[0] if args.layer else None
+    result = saliency(model, x, target, method=args.method, layer=layer)
     heatmap = result[0] if isinstance(result, tuple) else result
     figure, axes = plt.subplots(1, 2, figsize=(6, 3.2))
     gray = x[..., 0] if x.shape[-1] == 1 else x
@@ -133,7 +167,13 @@ def command_explain(args) -> int:
     limit = np.max(np.abs(heatmap)) + 1e-12
     shown = axes[1].imshow(heatmap, cmap="inferno" if heatmap.min() >= 0 else "bwr",
                            vmin=0 if heatmap.min() >= 0 else -limit, vmax=limit, alpha=0.6)
-    axes[1].set_title(f"{args.method} for class {target}", fontsize=9)
+    if args.method == "gradcam":  # name the layer the map comes from
+        from ..explain import gradcam_layer_index
+
+        where = f" on {model.layers[gradcam_layer_index(model, layer)].name}"
+    else:
+        where = ""
+    axes[1].set_title(f"{args.method}{where} for class {target}", fontsize=9)
     figure.colorbar(shown, ax=axes[1], fraction=0.046)
     for axis in axes:
         axis.axis("off")
@@ -179,8 +219,23 @@ def register_cli(subparsers) -> None:
     texture.add_argument("--exemplar-size", type=positive_int, default=128,
                          help="side the exemplar is resized to first (default 128)")
     texture.add_argument("--steps", type=positive_int, default=300, help="L-BFGS iterations (default 300)")
+    texture.add_argument("--scales", type=positive_int, default=3,
+                         help="levels of the coarse-to-fine pyramid; 1 = single scale (default 3)")
     texture.add_argument("--out", type=output_file, default="texture.png", help="PNG to write (default texture.png)")
     texture.set_defaults(handler=command_texture)
+
+    style = subparsers.add_parser("style", help="style transfer: a content image painted with a style's texture")
+    style.add_argument("--content", type=existing_file, required=True, help="the picture whose layout to keep")
+    style.add_argument("--style", type=existing_file, required=True, help="the picture whose texture to use")
+    style.add_argument("--seed", type=non_negative_int, default=0, help="seed of the filter bank (default 0)")
+    style.add_argument("--size", type=positive_int, default=128, help="side of the square output (default 128)")
+    style.add_argument("--style-size", type=positive_int, default=128,
+                       help="side the style image is resized to first (default 128)")
+    style.add_argument("--content-weight", type=float, default=1.0,
+                       help="weight of the content term against the style term (default 1.0)")
+    style.add_argument("--steps", type=positive_int, default=200, help="L-BFGS iterations (default 200)")
+    style.add_argument("--out", type=output_file, default="style.png", help="PNG to write (default style.png)")
+    style.set_defaults(handler=command_style)
 
     explain = subparsers.add_parser("explain", help="saliency / Grad-CAM heatmap over an input image")
     explain.add_argument("--model", type=existing_file, required=True, help=MODEL_HELP)
@@ -188,6 +243,11 @@ def register_cli(subparsers) -> None:
     explain.add_argument("--method", choices=METHODS, default="gradcam", help="attribution method (default gradcam)")
     explain.add_argument("--target", type=non_negative_int, help="class to explain (default: the predicted class)")
     explain.add_argument("--invert", action="store_true", help="invert dark-on-light images")
+    explain.add_argument("--layer", help="Grad-CAM's layer, a name or an index (default: the last Conv2D layer)")
     explain.add_argument("--out", type=output_file, default="explanation.png",
                          help="PNG to write (default explanation.png)")
     explain.set_defaults(handler=command_explain)
+
+    from .generator_cli import register_generator_commands  # train-generator, sample (VAE / GAN)
+
+    register_generator_commands(subparsers)

@@ -1,4 +1,4 @@
-"""Texture "artwork": Gram-matrix texture synthesis (Gatys et al. 2015) and style transfer.
+"""Texture "artwork": Gram-matrix texture synthesis (Gatys et al. 2015), at large scale, and style transfer.
 
 A texture is described by the correlations between feature channels, not by where things are. For a layer's
 activations ``F`` reshaped to (M = H·W positions, C channels), the Gram matrix is ``G = Fᵀ F / M``. Starting
@@ -8,16 +8,29 @@ matrices match the exemplar's::
     L = Σ_l Σ_ij (G_l - Ĝ_l)_ij² / C_l²        dL/dF_l = 4 F_l (G_l - Ĝ_l) / (M_l C_l²)
 
 and ``dL/dx`` comes from numcnn's own backward pass through the feature network. The features can be a
-trained model's conv layers or a **seeded bank of random filters**: random shallow networks of several
-scales synthesise good textures (Ustyuzhaninov et al. 2016), and need no training.
+trained model's conv layers or a **seeded bank of random filters**: random networks synthesise good textures
+(Ustyuzhaninov et al. 2016), and need no training.
+
+**Large scale.** A Gram loss only constrains structures its filters can see: three 5x5 layers see ~29 pixels,
+so brick courses 30-60 px apart come out as short mortar segments in no particular order. Three remedies,
+all on by default (``scales=3``, ``multiscale_filter_bank``, ``spectrum_weight``):
+
+* ``multiscale_filter_bank``: 3x3 ReLU convolutions with 2x2 **average** pooling between them (Gatys et al.
+  use average pooling: its gradient reaches every pixel, max pooling's only one per window); the fifth
+  layer sees ~78 pixels;
+* a Gaussian pyramid, coarse to fine (Snelgrove 2017): synthesise at 1/4 size first, where the same filters
+  cover 4x as much of the exemplar, then upsample the result as the start of the next, finer level;
+* a spectrum term (Liu et al. 2016): ``L_s = w · ||x - P(x)||² / N`` where ``P(x)`` keeps the phase of each
+  channel's Fourier transform and takes the exemplar's magnitudes; ``P(x)`` is held fixed when
+  differentiating, so ``dL_s/dx = 2 w (x - P(x)) / N``. It fixes the spacing of periodic structure.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
+from scipy import ndimage, optimize
 
-from .activations import forward_activations, objective_input_gradient
+from .activations import forward_activations, layer_index, objective_input_gradient
 
 
 def random_filter_bank(seed: int = 0, channels: int = 3, widths=(48, 64, 64), dtype="float64"):
@@ -32,6 +45,38 @@ def random_filter_bank(seed: int = 0, channels: int = 3, widths=(48, 64, 64), dt
         Conv2D(widths[1], 5, strides=2, padding="same", activation="relu", kernel_initializer="he_normal"),
         Conv2D(widths[2], 5, strides=2, padding="same", activation="relu", kernel_initializer="he_normal"),
     ], seed=seed, dtype=dtype, name=f"random_filter_bank_{seed}")
+
+
+def multiscale_filter_bank(seed: int = 0, channels: int = 3, widths=(16, 24, 32, 32, 32), dtype="float64"):
+    """A seeded random network for large-scale texture: ``len(widths)`` 3x3 ReLU conv layers with 2x2 average
+    pooling between them. Receptive fields of the conv layers: 3, 8, 18, 38 and 78 pixels. Cheap: the
+    pooling quarters the positions at every level, so the deep layers cost little."""
+    from ..layers import AveragePooling2D, Conv2D, Input
+    from ..model import Sequential
+
+    layers = [Input((32, 32, channels))]
+    for depth, width in enumerate(widths):
+        if depth:
+            layers.append(AveragePooling2D(2, padding="same"))
+        layers.append(Conv2D(width, 3, padding="same", activation="relu", kernel_initializer="he_normal"))
+    return Sequential(layers, seed=seed, dtype=dtype, name=f"multiscale_filter_bank_{seed}")
+
+
+def conv_layer_indices(network) -> list[int]:
+    """The layers whose Gram matrices describe a texture by default: every conv layer (all layers if none)."""
+    from ..layers import Conv2D
+
+    indices = [i for i, layer in enumerate(network.layers) if isinstance(layer, Conv2D)]
+    return indices or list(range(len(network.layers)))
+
+
+def resolve_layers(network, layers) -> list[int]:
+    """Layer names or indices (or one of them) -> sorted indices; ``None`` -> every conv layer."""
+    if layers is None:
+        return conv_layer_indices(network)
+    if isinstance(layers, (str, int, np.integer)):
+        layers = [layers]
+    return sorted({layer_index(network, layer) for layer in layers})
 
 
 def gram(features: np.ndarray) -> np.ndarray:
@@ -52,9 +97,10 @@ def _gram_objective(target):
 
 
 def gram_targets(network, image, layers=None) -> dict:
-    layers = layers if layers is not None else list(range(len(network.layers)))
-    outputs = forward_activations(network, np.asarray(image)[None], max(layers))
-    return {index: gram(outputs[index]) for index in layers}
+    """``{layer index: Gram matrix of image}`` for ``layers`` (names or indices; default every conv layer)."""
+    indices = resolve_layers(network, layers)
+    outputs = forward_activations(network, np.asarray(image, network.dtype)[None], max(indices))
+    return {index: gram(outputs[index]) for index in indices}
 
 
 def gram_loss(network, image, targets: dict) -> float:
@@ -64,44 +110,111 @@ def gram_loss(network, image, targets: dict) -> float:
     return float(sum(values.values()))
 
 
+def spectrum_projection(image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """``P(x)``: each channel keeps its Fourier phase and takes ``magnitude`` (the exemplar's |FFT|)."""
+    spectrum = np.fft.fft2(image, axes=(0, 1))
+    phase = spectrum / (np.abs(spectrum) + 1e-12)
+    return np.real(np.fft.ifft2(phase * magnitude, axes=(0, 1)))
+
+
+def exemplar_magnitude(exemplar: np.ndarray, shape) -> np.ndarray:
+    """The exemplar's per-channel |FFT| at the output's size (the exemplar is resized to it first)."""
+    resized = resize(exemplar, shape[:2])
+    return np.abs(np.fft.fft2(resized, axes=(0, 1)))
+
+
+def resize(image: np.ndarray, size) -> np.ndarray:
+    """Linear resize of (H, W, C) to ``size`` (H', W'), with a Gaussian pre-blur when shrinking (no aliasing)."""
+    image = np.asarray(image, dtype=np.float64)
+    factors = (size[0] / image.shape[0], size[1] / image.shape[1])
+    if tuple(size) == image.shape[:2]:
+        return image.copy()
+    if min(factors) < 1:
+        image = ndimage.gaussian_filter(image, sigma=(0.5 / factors[0] - 0.5 if factors[0] < 1 else 0,
+                                                      0.5 / factors[1] - 0.5 if factors[1] < 1 else 0, 0))
+    return ndimage.zoom(image, (*factors, 1), order=1, grid_mode=True, mode="grid-mirror")
+
+
+def pyramid_sizes(size, scales: int) -> list[tuple[int, int]]:
+    """Sizes of the Gaussian pyramid, coarsest first: ``size / 2^(scales-1)`` ... ``size``."""
+    return [tuple(max(8, int(round(d / 2 ** k))) for d in size) for k in range(scales - 1, -1, -1)]
+
+
 def texture(exemplar, seed: int = 0, size=(128, 128), network=None, layers=None, steps: int = 300,
-            value_range=(0.0, 1.0), content=None, content_weight: float = 0.0, progress=False, history=None):
+            value_range=(0.0, 1.0), content=None, content_weight: float = 0.0, progress=False, history=None,
+            scales: int = 3, spectrum_weight: float = 1.0):
     """Synthesise a ``size`` texture (H, W, C) with the exemplar's Gram statistics, from seeded noise.
 
-    ``network``: a numcnn model whose layers give the features (default: ``random_filter_bank(seed)``).
-    With ``content`` and ``content_weight > 0`` this becomes style transfer: the deepest layer's activations
-    are also pulled towards the content image's."""
+    ``network``: a numcnn model whose layers give the features (default: ``multiscale_filter_bank(seed)``);
+    ``layers``: names or indices of the layers whose Gram matrices to match (default: every conv layer).
+    ``scales``: levels of the coarse-to-fine pyramid (1: the single-scale synthesis of Gatys et al.); the
+    ``steps`` L-BFGS iterations are split between them, half at the finest level.
+    ``spectrum_weight``: weight of the Fourier-magnitude term (0: Gram matrices only).
+    With ``content`` and ``content_weight > 0`` this becomes style transfer: the deepest chosen layer's
+    activations are also pulled towards the content image's. ``history`` collects every loss evaluated."""
+    exemplar = np.asarray(exemplar, dtype=np.float64)
+    if exemplar.ndim != 3:
+        raise ValueError(f"exemplar must be an image (H, W, C), got shape {exemplar.shape}")
+    if scales < 1 or steps < 1:
+        raise ValueError(f"scales and steps must be >= 1, got scales={scales}, steps={steps}")
+    network = network or multiscale_filter_bank(seed, channels=exemplar.shape[-1])
+    indices = resolve_layers(network, layers)
+    rng = np.random.default_rng(seed)
+    low, high = value_range
+    sizes = pyramid_sizes(size, scales)
+    x = low + (high - low) * rng.random((*sizes[0], exemplar.shape[-1]))
+    for level, level_size in enumerate(sizes):
+        # the exemplar is seen at the same relative scale as the output at every level
+        factor = level_size[0] / size[0]
+        level_exemplar = resize(exemplar, [max(8, int(round(d * factor))) for d in exemplar.shape[:2]])
+        level_content = None if content is None else resize(content, level_size)
+        if level:
+            x = np.clip(resize(x, level_size), low, high)
+        elif content is not None:
+            x = level_content.copy()
+        level_steps = steps - steps // 2 if level == len(sizes) - 1 else max(1, steps // (2 * (len(sizes) - 1)))
+        x = _synthesise(network, indices, level_exemplar, x, level_steps, value_range, level_content, content_weight,
+                        spectrum_weight, progress, history)
+    return x.astype(np.float32)
+
+
+def _synthesise(network, indices, exemplar, start, steps, value_range, content, content_weight, spectrum_weight,
+                progress, history):
+    """One pyramid level: L-BFGS-B from ``start`` on the Gram (+ spectrum, + content) loss."""
     from tqdm.auto import tqdm
 
-    exemplar = np.asarray(exemplar, dtype=np.float64)
-    network = network or random_filter_bank(seed, channels=exemplar.shape[-1])
-    targets = gram_targets(network, exemplar, layers)
+    targets = gram_targets(network, exemplar, indices)
     objectives = {i: _gram_objective(t) for i, t in targets.items()}
     if content is not None and content_weight > 0:
         deepest = max(objectives)
         objectives[deepest] = _with_content(objectives[deepest], network, content, deepest, content_weight)
-    rng = np.random.default_rng(seed)
-    low, high = value_range
-    shape = (*size, exemplar.shape[-1])
-    start = (content if content is not None else low + (high - low) * rng.random(shape)).astype(np.float64)
-    bar = tqdm(total=steps, desc="texture", disable=not progress, leave=False)
+    shape = start.shape
+    magnitude = exemplar_magnitude(exemplar, shape) if spectrum_weight > 0 else None
+    bar = tqdm(total=steps, desc=f"texture {shape[0]}x{shape[1]}", disable=not progress, leave=False)
 
     def loss_and_gradient(flat):
-        values, grad = objective_input_gradient(network, flat.reshape(1, *shape).astype(network.dtype), objectives)
-        loss = float(sum(values.values()))
+        image = flat.reshape(shape)
+        values, grad = objective_input_gradient(network, image[None].astype(network.dtype), objectives)
+        loss, grad = float(sum(values.values())), grad[0].astype(np.float64)
+        if magnitude is not None:
+            residual = image - spectrum_projection(image, magnitude)
+            loss += spectrum_weight * float(np.mean(residual**2))
+            grad += 2 * spectrum_weight * residual / residual.size
         if history is not None:
             history.append(loss)
         bar.update()
-        return loss, grad.astype(np.float64).ravel()
+        return loss, grad.ravel()
 
+    low, high = value_range
     result = optimize.minimize(loss_and_gradient, start.ravel(), jac=True, method="L-BFGS-B",
-                               bounds=[(low, high)] * start.size, options={"maxiter": steps, "maxfun": 2 * steps, "ftol": 0.0, "gtol": 0.0})
+                               bounds=[(low, high)] * start.size,
+                               options={"maxiter": steps, "maxfun": 2 * steps, "ftol": 0.0, "gtol": 0.0})
     bar.close()
-    return result.x.reshape(shape).astype(np.float32)
+    return result.x.reshape(shape)
 
 
 def _with_content(style_objective, network, content, index, weight):
-    target = forward_activations(network, np.asarray(content)[None], index)[index].astype(np.float64)
+    target = forward_activations(network, np.asarray(content, network.dtype)[None], index)[index].astype(np.float64)
 
     def objective(activation):
         value, grad = style_objective(activation)
@@ -111,8 +224,10 @@ def _with_content(style_objective, network, content, index, weight):
 
 
 def style_transfer(content, style, seed: int = 0, content_weight: float = 1.0, steps: int = 300, network=None,
-                   progress=False):
-    """The content image's layout with the style image's textures (Gatys et al. 2016), same machinery."""
+                   layers=None, scales: int = 2, spectrum_weight: float = 0.0, progress=False):
+    """The content image's layout with the style image's textures (Gatys et al. 2016), same machinery.
+    No spectrum term by default: the content's layout, not the style's, should decide where things are."""
     content = np.asarray(content, dtype=np.float64)
-    return texture(style, seed=seed, size=content.shape[:2], network=network, steps=steps, content=content,
-                   content_weight=content_weight, progress=progress)
+    return texture(style, seed=seed, size=content.shape[:2], network=network, layers=layers, steps=steps,
+                   content=content, content_weight=content_weight, scales=scales,
+                   spectrum_weight=spectrum_weight, progress=progress)
