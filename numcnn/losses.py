@@ -97,11 +97,29 @@ def check_label_smoothing(value) -> float:
     return float(value)
 
 
-class _CrossentropyBase(Loss):
+class _Crossentropy(Loss):
+    """What every cross-entropy shares: ``from_logits``, ``label_smoothing``, and the choice between the
+    from-logits and the (clipped) from-probabilities formula. ``output_activation`` is the activation whose
+    input Keras computes this loss from when it ends the model (softmax, or sigmoid for the binary loss)."""
+
+    output_activation = "softmax"
+
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
         self.from_logits = bool(from_logits)
         self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.fused_activation = None if self.from_logits else "softmax"
+        self.fused_activation = None if self.from_logits else self.output_activation
+
+    def loss_and_gradient(self, y_true, y_pred):
+        if self.from_logits:
+            return self.loss_and_gradient_from_logits(y_true, y_pred)
+        return self._loss_and_gradient_from_probabilities(y_true, y_pred)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class _CategoricalCrossentropy(_Crossentropy):
+    """The sparse and the one-hot categorical cross-entropy: they differ only in how targets are given."""
 
     def targets(self, y_true, n_classes, dtype) -> np.ndarray:
         """The target distributions ``t'`` (N, C), label smoothing applied."""
@@ -129,13 +147,6 @@ class _CrossentropyBase(Loss):
         _cross_entropy_rows(z, t, z.dtype.type(max(len(z), 1)), per_row, dz)
         return self._batch_mean(per_row, z), dz
 
-    def loss_and_gradient(self, y_true, y_pred):
-        if self.from_logits:
-            return self.loss_and_gradient_from_logits(y_true, y_pred)
-        return self._loss_and_gradient_from_probabilities(y_true, y_pred)
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 @njit(cache=True)
@@ -158,7 +169,7 @@ def _cross_entropy_rows(z, t, n, per_row, dz):
             dz[i, j] = (dz[i, j] / s * t_sum - t[i, j]) / n
 
 
-class SparseCategoricalCrossentropy(_CrossentropyBase):
+class SparseCategoricalCrossentropy(_CategoricalCrossentropy):
     name = "sparse_categorical_crossentropy"
 
     def raw_targets(self, y_true, n_classes, dtype):
@@ -186,7 +197,7 @@ class SparseCategoricalCrossentropy(_CrossentropyBase):
         return self._batch_mean(per_row, p), (dq * inside / p.dtype.type(max(n, 1))).astype(p.dtype)
 
 
-class CategoricalCrossentropy(_CrossentropyBase):
+class CategoricalCrossentropy(_CategoricalCrossentropy):
     name = "categorical_crossentropy"
 
     def raw_targets(self, y_true, n_classes, dtype):
@@ -217,15 +228,11 @@ def categorical_from_probabilities(t, p):
     return per_row, (dp / p.dtype.type(max(n, 1))).astype(p.dtype)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_Crossentropy):
     """Keras's binary cross-entropy, elementwise, averaged over all elements (see the module docstring)."""
 
     name = "binary_crossentropy"
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.fused_activation = None if self.from_logits else "sigmoid"
+    output_activation = "sigmoid"
 
     def targets(self, y_true, y_pred) -> np.ndarray:
         """Targets in ``y_pred``'s shape and dtype (``(N,)`` labels fit a ``(N, 1)`` output), smoothed
@@ -269,13 +276,6 @@ class BinaryCrossentropy(Loss):
         inside = (p >= eps) & (p <= one - eps)
         return value, ((-t / q + (one - t) / (one - q)) * inside * scale).astype(p.dtype)
 
-    def loss_and_gradient(self, y_true, y_pred):
-        if self.from_logits:
-            return self.loss_and_gradient_from_logits(y_true, y_pred)
-        return self._loss_and_gradient_from_probabilities(y_true, y_pred)
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 class MeanSquaredError(Loss):

@@ -67,42 +67,39 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({arguments})"
 
 
-class ExponentialDecay(LearningRateSchedule):
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+class _DecayEveryStep(LearningRateSchedule):
+    """ExponentialDecay and InverseTimeDecay: both decay with ``p = step / decay_steps`` (floored if
+    ``staircase``), and take the same arguments."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
         self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _number(decay_steps, "decay_steps", positive=True)
         self.decay_rate = _number(decay_rate, "decay_rate")
         self.staircase = bool(staircase)
-        self.name = name
+        self.name = name or type(self).__name__
 
-    def __call__(self, step):
+    def progress(self, step):
         p = f32(step) / f32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return f32(self.initial_learning_rate) * _power(f32(self.decay_rate), p)
+        return np.floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _number(decay_steps, "decay_steps", positive=True)
-        self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase = bool(staircase)
-        self.name = name
+class ExponentialDecay(_DecayEveryStep):
+    """``lr = initial_learning_rate * decay_rate ** p``."""
 
     def __call__(self, step):
-        p = f32(step) / f32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
+        return f32(self.initial_learning_rate) * _power(f32(self.decay_rate), self.progress(step))
+
+
+class InverseTimeDecay(_DecayEveryStep):
+    """``lr = initial_learning_rate / (1 + decay_rate * p)``."""
+
+    def __call__(self, step):
+        p = self.progress(step)
         return f32(self.initial_learning_rate) / (f32(1) + f32(self.decay_rate) * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
