@@ -40,13 +40,14 @@ def pad_nhwc(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0)
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
-def conv2d_geometry(x_shape, w_shape, strides, padding):
-    """Output height/width and the ``(top, bottom, left, right)`` padding of a Conv2D or pooling window."""
+def conv2d_geometry(x_shape, w_shape, strides, padding, size_along=output_size_and_padding):
+    """Output height/width and the ``(top, bottom, left, right)`` padding of a Conv2D or pooling window
+    (``size_along`` gives ``(out, before, after)`` for one axis; Conv2DTranspose passes its own)."""
     _, height, width, _ = x_shape
     kh, kw = w_shape[:2]
     sh, sw = strides
-    oh, top, bottom = output_size_and_padding(height, kh, sh, padding)
-    ow, left, right = output_size_and_padding(width, kw, sw, padding)
+    oh, top, bottom = size_along(height, kh, sh, padding)
+    ow, left, right = size_along(width, kw, sw, padding)
     return oh, ow, (top, bottom, left, right)
 
 
@@ -592,12 +593,7 @@ def conv2d_transpose_output_size(size: int, kernel: int, stride: int, padding: s
 
 def conv2d_transpose_geometry(x_shape, w_shape, strides, padding):
     """Output height/width of a Conv2DTranspose and the ``(top, bottom, left, right)`` crop of its full sum."""
-    _, height, width, _ = x_shape
-    kh, kw = w_shape[:2]
-    sh, sw = strides
-    oh, top, bottom = conv2d_transpose_output_size(height, kh, sh, padding)
-    ow, left, right = conv2d_transpose_output_size(width, kw, sw, padding)
-    return oh, ow, (top, bottom, left, right)
+    return conv2d_geometry(x_shape, w_shape, strides, padding, size_along=conv2d_transpose_output_size)
 
 
 def conv2d_transpose_forward(x, w, b, strides=(1, 1), padding="valid"):
