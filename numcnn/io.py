@@ -141,15 +141,21 @@ def read_arrays_file(path) -> tuple[dict, dict[str, np.ndarray]]:
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
-def save_model(model, path, include_optimizer: bool = True, extra: dict | None = None) -> None:
-    """Save ``model`` (architecture, weights, compile settings, optimizer state) to ``path``."""
+def save_model(model, path, include_optimizer: bool = True, extra: dict | None = None,
+               extra_arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Save ``model`` (architecture, weights, compile settings, optimizer state) to ``path``; ``extra`` (JSON)
+    and ``extra_arrays`` (names starting with ``extra/``) carry what a caller adds, e.g. training checkpoints."""
     arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
     header = {"config": model.get_config(), "n_weights": len(arrays), "compile": None, "extra": extra or {}}
+    if any(not name.startswith("extra/") for name in extra_arrays or {}):
+        raise ValueError("extra_arrays names must start with 'extra/'")
+    arrays.update(extra_arrays or {})
     if model.loss is not None:
         header["compile"] = {
             "optimizer": {"name": model.optimizer.name, "config": model.optimizer.get_config()},
             "loss": {"name": model.loss.name, "config": model.loss.get_config()},
             "metrics": list(model.metrics),
+            "weighted_metrics": list(model.weighted_metrics),
         }
         if include_optimizer and model.optimizer.slots:
             state = model.optimizer.get_state()
@@ -263,7 +269,8 @@ def _load_numcnn_file(path, compile: bool):
         if compile and settings:
             optimizer = optimizers.from_config(settings["optimizer"]["name"], settings["optimizer"]["config"])
             loss = losses.LOSSES[settings["loss"]["name"]](**settings["loss"]["config"])
-            model.compile(optimizer=optimizer, loss=loss, metrics=settings.get("metrics", []))
+            model.compile(optimizer=optimizer, loss=loss, metrics=settings.get("metrics", []),
+                          weighted_metrics=settings.get("weighted_metrics", []))
             slots = {key[len("optimizer/"):]: value for key, value in arrays.items() if key.startswith("optimizer/")}
             if slots:
                 optimizer.build(model.trainable_params())

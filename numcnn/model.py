@@ -60,6 +60,7 @@ class Sequential:
         self.optimizer = None
         self.loss = None
         self.metrics: list[str] = []
+        self.weighted_metrics: list[str] = []  # weighted by sample_weight / class_weight, as Keras's
         self._name_counts: dict[str, int] = {}
         for layer in layers or []:
             self.add(layer)
@@ -328,12 +329,15 @@ class Sequential:
     # ------------------------------------------------------------------------------------------
     # Keras-style training API: thin methods over numcnn.training.loop
     # ------------------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None) -> None:
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
+                weighted_metrics=None) -> None:
         """Choose the optimizer, the loss and the metrics (Keras names: "accuracy", "sparse_top_k_categorical_
-        accuracy", "mse", ... — see ``numcnn.training.metrics``), each by name or as an object."""
+        accuracy", "mse", ... — see ``numcnn.training.metrics``), each by name or as an object.
+        ``weighted_metrics`` are weighted by ``sample_weight`` / ``class_weight`` as Keras weights them."""
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
         self.metrics = metrics_module.check_names(metrics)
+        self.weighted_metrics = metrics_module.check_names(weighted_metrics)
 
     def _require_compiled(self):
         if self.loss is None:
@@ -342,8 +346,8 @@ class Sequential:
 
     def fit(self, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            validation_batch_size=None, validation_freq=1, *, seed=None, checkpoint_dir=None,
-            checkpoint_every=None, resume=False) -> History:
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1, *,
+            seed=None, checkpoint_dir=None, checkpoint_every=None, resume=False) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1`` over ``(x, y)`` in mini-batches of ``batch_size``
         (default 32; the last one may be smaller), with Keras's arguments and semantics; returns the ``History``.
 
@@ -354,29 +358,37 @@ class Sequential:
         ``validation_freq``-th epoch into ``val_*`` logs. ``class_weight`` ``{class: weight}`` or
         ``sample_weight`` (one per example) weight the loss as Keras does: ``sum_n w_n l_n / N``.
         ``callbacks``: ``numcnn.callbacks`` objects (EarlyStopping, ModelCheckpoint, ...), Keras's protocol.
+        ``steps_per_epoch``: batches per epoch, as Keras takes them from arrays: the next epoch goes on where the
+        last one stopped in the shuffled data, and a new order is drawn when the data runs out (an epoch that
+        would run past it ends there, with a warning); ``validation_steps``: only the first batches validate.
 
         numcnn's own: ``seed`` — shuffling uses ``numpy.random.default_rng(seed)`` (``None``: the model's own
         generator), so a seed reproduces training bit for bit. ``checkpoint_dir``: save model, optimizer state,
-        shuffling RNG state and position atomically after every epoch and every ``checkpoint_every`` steps;
-        ``resume=True`` continues from the last checkpoint so that the final weights are bit-identical to an
-        uninterrupted run. See ``numcnn.training.loop`` for the loop itself.
+        shuffling RNG state, position and the callbacks' state (EarlyStopping's, ReduceLROnPlateau's) atomically
+        after every epoch and every ``checkpoint_every`` steps; ``resume=True`` continues from the last
+        checkpoint so that the final weights are bit-identical to an uninterrupted run's. See
+        ``numcnn.training.loop`` for the loop itself.
         """
         from .training import loop
 
         return loop.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                         validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
                         class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch,
+                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                         validation_batch_size=validation_batch_size, validation_freq=validation_freq, seed=seed,
                         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
 
-    def evaluate(self, x, y, batch_size=None, verbose=0, sample_weight=None, callbacks=None, return_dict=False):
-        """``[loss, *metrics]`` over ``(x, y)`` in compile order (a dict with ``return_dict``), computed in
-        inference mode ``batch_size`` examples at a time. The loss is the mean over examples, computed as Keras
-        does (fused from the logits after a final softmax/sigmoid; weighted by ``sample_weight``)."""
+    def evaluate(self, x, y, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
+                 return_dict=False):
+        """The loss over ``(x, y)`` as a float when the model has no metrics, else ``[loss, *metrics]`` in compile
+        order (a dict with ``return_dict``), as Keras returns them; computed in inference mode ``batch_size``
+        examples at a time (only the first ``steps`` batches if given). The loss is the mean over examples,
+        computed as Keras does (fused from the logits after a final softmax/sigmoid; weighted by
+        ``sample_weight``)."""
         from .training import loop
 
         return loop.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
-                             callbacks=callbacks, return_dict=return_dict)
+                             steps=steps, callbacks=callbacks, return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, callbacks=None) -> np.ndarray:
         """Model outputs for ``x``, computed ``batch_size`` examples at a time (default 32)."""

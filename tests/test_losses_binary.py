@@ -158,7 +158,7 @@ def test_sigmoid_output_with_binary_crossentropy_is_computed_from_the_logits(kin
     the clipped probabilities would give -log(1e-7) = 16.118 and no gradient at all (Keras: 30.0, below)."""
     model = sigmoid_model(kind, "float64")
     x, y = np.ones((1, 1)), np.zeros((1, 1))
-    assert model.evaluate(x, y)[0] == pytest.approx(30 + np.log1p(np.exp(-30)), rel=1e-12)
+    assert model.evaluate(x, y) == pytest.approx(30 + np.log1p(np.exp(-30)), rel=1e-12)
     loss, dx = model.loss_and_input_gradient(x, y)
     assert loss == pytest.approx(30.0, rel=1e-12)
     assert dx[0, 0] == pytest.approx(30 / (1 + np.exp(-30)), rel=1e-12)
@@ -173,7 +173,7 @@ def test_fused_sigmoid_path_gradients_match_finite_differences(kind):
     x, y = rng.normal(size=(5, 4)), rng.integers(0, 2, size=(5, 2)).astype(np.float64)
     _, grads = model.loss_and_gradients(x, y)
     for weight, grad in zip(model.trainable_params(), grads):
-        assert check_gradient(lambda: model.evaluate(x, y)[0], weight, grad) < 1e-6
+        assert check_gradient(lambda: model.evaluate(x, y), weight, grad) < 1e-6
 
 
 def test_mismatched_activation_and_loss_are_not_fused():
@@ -184,7 +184,7 @@ def test_mismatched_activation_and_loss_are_not_fused():
     for activation, loss in (("softmax", losses.BinaryCrossentropy()), ("sigmoid", losses.CategoricalCrossentropy())):
         model = numcnn.Sequential([Input((3,)), Activation(activation)], dtype="float64")
         model.compile("sgd", loss)
-        assert model.evaluate(z, y)[0] == pytest.approx(loss(y, model.predict(z)), rel=1e-12)
+        assert model.evaluate(z, y) == pytest.approx(loss(y, model.predict(z)), rel=1e-12)
 
 
 def test_binary_crossentropy_trains_a_model():
@@ -193,9 +193,9 @@ def test_binary_crossentropy_trains_a_model():
     y = (x[:, :1] + x[:, 1:] > 0).astype(np.float32)  # (N, 1): the output's shape
     model = numcnn.Sequential([Input((2,)), Dense(1, activation="sigmoid")], seed=0)
     model.compile(numcnn.optimizers.Adam(learning_rate=0.05), "binary_crossentropy")
-    before = model.evaluate(x, y)[0]
+    before = model.evaluate(x, y)
     model.fit(x, y, epochs=20, batch_size=32, seed=0, verbose=0)
-    assert model.evaluate(x, y)[0] < 0.5 * before
+    assert model.evaluate(x, y) < 0.5 * before
 
 
 # ------------------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_fused_sigmoid_loss_and_gradient_match_keras(tf, kind):
     keras_model.compile(loss="binary_crossentropy")
     x, y = np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32)
     assert keras_model.evaluate(x, y, verbose=0) == pytest.approx(30.0, rel=1e-6)
-    assert model.evaluate(x, y)[0] == pytest.approx(30.0, rel=1e-6)
+    assert model.evaluate(x, y) == pytest.approx(30.0, rel=1e-6)
     x_var = tf_.Variable(x)
     with tf_.GradientTape() as tape:
         loss_tf = keras.losses.BinaryCrossentropy()(y, keras_model(x_var, training=True))
@@ -342,7 +342,7 @@ def test_keras_uses_cached_logits_even_for_mismatched_pairs(tf):
         assert abs(from_cached_logits - from_probabilities) > 1
         model = numcnn.Sequential([Input((3,)), Activation(activation)])
         model.compile("sgd", losses.get(keras_loss.name))
-        assert model.evaluate(z, y)[0] == pytest.approx(from_probabilities, rel=1e-5)
+        assert model.evaluate(z, y) == pytest.approx(from_probabilities, rel=1e-5)
 
 
 @pytest.mark.tf
@@ -356,5 +356,5 @@ def test_fused_softmax_path_with_label_smoothing_matches_keras(tf):
     keras_model.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
     model = numcnn.Sequential([Input((3,)), Activation("softmax")])
     model.compile("sgd", losses.CategoricalCrossentropy(label_smoothing=0.1))
-    assert model.evaluate(z, y)[0] == pytest.approx(keras_model.evaluate(z, y, verbose=0), rel=1e-6)
-    assert model.evaluate(z, y)[0] == pytest.approx(57.0, rel=1e-6)
+    assert model.evaluate(z, y) == pytest.approx(keras_model.evaluate(z, y, verbose=0), rel=1e-6)
+    assert model.evaluate(z, y) == pytest.approx(57.0, rel=1e-6)

@@ -99,7 +99,7 @@ def test_softmax_output_loss_uses_logits_like_keras():
     model.set_weights([np.eye(3, dtype=np.float32)])
     model.compile("sgd", "sparse_categorical_crossentropy")
     x = np.array([[30.0, 0.0, -30.0]], dtype=np.float32)
-    assert model.evaluate(x, np.array([2]))[0] == pytest.approx(60.0, rel=1e-6)
+    assert model.evaluate(x, np.array([2])) == pytest.approx(60.0, rel=1e-6)
     model.loss_and_gradients(x, np.array([2]))
     dz = model.layers[-1].grads["kernel"][0]  # x[0] = 30, so dW[0, :] = 30 * dz
     np.testing.assert_allclose(dz / 30, [1, 0, -1], atol=1e-6)

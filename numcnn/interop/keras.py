@@ -435,14 +435,15 @@ def model_to_keras_config(model: Sequential, include_compile: bool = True) -> di
 # (keras/src/optimizers/*.py, ``build``); each group of slot names is created by one ``add_optimizer_variables``
 # call, which interleaves its names per parameter (Adam: m_0, v_0, m_1, v_1, ...); groups follow each other
 # (RMSprop: every velocity, then every momentum, ...); numcnn slots that are not active are left out. Slot order
-# None: the state is not mapped (Keras's Nadam keeps an extra ``u_product``), so files carry only the config.
+# None would mean: the state is not mapped, files carry only the config. Keras's Nadam keeps one more variable
+# after its slots (``KERAS_TRAILING_VARIABLES``).
 KERAS_OPTIMIZERS = {
     "sgd": ("SGD", {}, [("momentum",)]),
     "adam": ("Adam", {"amsgrad": False}, [("m", "v"), ("v_hat",)]),
     "adamw": ("AdamW", {"amsgrad": False}, [("m", "v"), ("v_hat",)]),
     "rmsprop": ("RMSprop", {}, [("velocity",), ("momentum",), ("average_gradient",)]),
     "adagrad": ("Adagrad", {}, [("accumulator",)]),
-    "nadam": ("Nadam", {}, None),
+    "nadam": ("Nadam", {}, [("m", "v")]),
 }
 # Keys every Keras 3.15 optimizer config has, at the value meaning "off" (numcnn's defaults).
 KERAS_OPTIMIZER_BASE = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
@@ -498,7 +499,8 @@ def compile_to_keras_config(model) -> dict:
         warnings.warn(f"model {model.name!r} is saved without its compile settings: {error}", stacklevel=4)
         return {}
     return {"optimizer": optimizer, "loss": loss, "loss_weights": None, "metrics": list(model.metrics) or None,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+            "weighted_metrics": list(model.weighted_metrics) or None, "run_eagerly": False, "steps_per_execution": 1,
+            "jit_compile": False}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -647,15 +649,20 @@ def compile_from_keras(model: Sequential, compile_config: dict, source) -> bool:
     except (UnsupportedLayerError, TypeError, ValueError, AttributeError) as error:
         warnings.warn(f"{source}: loaded uncompiled: {error}", stacklevel=3)
         return False
-    metrics = [_metric_name(m) for m in compile_config.get("metrics") or []]
-    try:
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    except ValueError:
-        kept = [m for m in metrics if _metric_supported(m)]
-        warnings.warn(f"{source}: metrics {sorted(set(metrics) - set(kept))} are not supported by numcnn; "
-                      f"dropped", stacklevel=3)
-        model.compile(optimizer=optimizer, loss=loss, metrics=kept)
+    metrics = _supported_metrics(compile_config.get("metrics"), source)
+    weighted = _supported_metrics(compile_config.get("weighted_metrics"), source)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted)
     return True
+
+
+def _supported_metrics(entries, source) -> list[str]:
+    """The names of the metrics numcnn has among a Keras compile config's; the others dropped with a warning."""
+    names = [_metric_name(m) for m in entries or []]
+    kept = [name for name in names if _metric_supported(name)]
+    if kept != names:
+        warnings.warn(f"{source}: metrics {sorted(set(names) - set(kept))} are not supported by numcnn; dropped",
+                      stacklevel=4)
+    return kept
 
 
 def _metric_supported(name: str) -> bool:
@@ -692,6 +699,21 @@ def _keras_slot_order(optimizer, n_params: int) -> list[tuple[str, int]] | None:
     return [(name, index) for group in groups for index in range(n_params) for name in group if name in active]
 
 
+def _nadam_u_product(optimizer, params) -> np.ndarray:
+    """Keras's Nadam variable ``u_product`` (``U_t = u_1 u_2 ... u_t``, created last, in the weights' dtype).
+    numcnn keeps no such variable: ``U_t`` is a function of the step count, recomputed with Keras's operations
+    (``Nadam._u_factor``), so it is written from ``iterations`` and, when read, ``iterations`` is enough."""
+    dtype = params[0].dtype.type if params else np.float32
+    u_product = dtype(1.0)
+    for t in range(1, optimizer.iterations + 1):
+        u_product = optimizer._u_factor(u_product, t, dtype)
+    return np.array(u_product, dtype=dtype)
+
+
+# Keras variables after the slots: numcnn name -> function(optimizer, params) giving their values.
+KERAS_TRAILING_VARIABLES = {"nadam": [_nadam_u_product]}
+
+
 def _has_learning_rate_variable(optimizer) -> bool:
     """Keras keeps a float learning rate in a variable; a schedule is not one."""
     return not isinstance(optimizer.get_config()["learning_rate"], dict)
@@ -715,7 +737,8 @@ def _optimizer_variables(model) -> list[np.ndarray] | None:
     variables = [np.array(optimizer.iterations, dtype=np.int64)]
     if _has_learning_rate_variable(optimizer):
         variables.append(np.array(optimizer.learning_rate, dtype=np.float32))
-    return variables + [slots[name][index] for name, index in order]
+    trailing = [value(optimizer, params) for value in KERAS_TRAILING_VARIABLES.get(optimizer.name, [])]
+    return variables + [slots[name][index] for name, index in order] + trailing
 
 
 def _set_optimizer_variables(model, variables: list[np.ndarray], source) -> None:
@@ -729,12 +752,13 @@ def _set_optimizer_variables(model, variables: list[np.ndarray], source) -> None
                       f"starts afresh (iterations 0)", stacklevel=3)
         return
     head = 2 if _has_learning_rate_variable(optimizer) else 1
-    if len(variables) != head + len(order):
+    n_trailing = len(KERAS_TRAILING_VARIABLES.get(optimizer.name, []))  # recomputed from iterations: not read
+    if len(variables) != head + len(order) + n_trailing:
         warnings.warn(f"{source}: optimizer state skipped: the file has {len(variables)} optimizer variables, "
-                      f"numcnn's {optimizer.name} needs {head + len(order)}", stacklevel=3)
+                      f"numcnn's {optimizer.name} needs {head + len(order) + n_trailing}", stacklevel=3)
         return
     optimizer.build(params)
-    for (name, index), value in zip(order, variables[head:]):
+    for (name, index), value in zip(order, variables[head:head + len(order)]):
         optimizer.slots[name][index][...] = value
     optimizer.iterations = int(variables[0])
 

@@ -15,6 +15,11 @@ every epoch). Epochs and batches count from 0. The logs of one call are one dict
 order, so a callback can add to it (``ReduceLROnPlateau`` and ``LearningRateScheduler`` add
 ``"learning_rate"``, which then reaches ``History`` — added last, as Keras does).
 
+A callback whose decisions depend on earlier epochs (``EarlyStopping``'s ``wait`` and ``best``,
+``ReduceLROnPlateau``'s, ``ModelCheckpoint``'s ``best``) says so with ``get_state()`` / ``set_state(state)``:
+``fit(checkpoint_dir=...)`` saves that state in every checkpoint and a resumed fit puts it back after
+``on_train_begin``, so the resumed run stops, reduces and saves exactly when the uninterrupted one would.
+
 Monitored values are compared as Keras compares them: in float32 (Keras's ``ops.less``/``ops.greater`` turn
 Python floats into float32 tensors), with ``min_delta`` subtracted from the current value in float64 first.
 ``tests/test_training_callbacks.py`` measures this and every rule below against Keras's own callbacks, fed the
@@ -68,6 +73,16 @@ class Callback:
     def on_test_end(self, logs=None): pass
     def on_predict_begin(self, logs=None): pass
     def on_predict_end(self, logs=None): pass
+
+    def get_state(self) -> dict | None:
+        """What this callback must carry over a checkpoint and resume (JSON values; a list of arrays for
+        weights), or None when it keeps nothing from epoch to epoch (the default)."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Put back what ``get_state`` returned (called after ``on_train_begin`` when a fit resumes)."""
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
 def _pythonify(logs) -> dict:
@@ -124,6 +139,27 @@ class CallbackList:
                 model.history = self.history
             for callback in self.callbacks:
                 callback.set_model(model)
+
+    def get_states(self) -> dict:
+        """``{key: state}`` of every callback with a state, keyed by class name and rank among its class
+        (``"EarlyStopping"``, ``"EarlyStopping_1"``, ...)."""
+        return {key: state for key, callback in self._keyed() if (state := callback.get_state()) is not None}
+
+    def set_states(self, states: dict) -> None:
+        """Put saved states back; a stateful callback the checkpoint has no state for starts afresh, with a
+        warning (the resumed run may then stop or reduce later than the uninterrupted one)."""
+        for key, callback in self._keyed():
+            if key in states:
+                callback.set_state(states[key])
+            elif callback.get_state() is not None:
+                warnings.warn(f"the checkpoint has no state for callback {key}: it starts afresh", stacklevel=3)
+
+    def _keyed(self):
+        counts: dict[str, int] = {}
+        for callback in self.callbacks:
+            name = type(callback).__name__
+            counts[name] = counts.get(name, -1) + 1
+            yield (name if counts[name] == 0 else f"{name}_{counts[name]}"), callback
 
     @property
     def stops_on_non_finite_loss(self) -> bool:
@@ -238,6 +274,10 @@ class EarlyStopping(MonitorCallback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
+    def get_state(self):
+        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
+                "best_epoch": self.best_epoch, "best_weights": self.best_weights}
+
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
             _say(f"Epoch {self.stopped_epoch + 1}: early stopping")
@@ -289,6 +329,10 @@ class ModelCheckpoint(MonitorCallback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
+
+    def get_state(self):
+        return {"best": self.best, "_batches_seen_since_last_saving": self._batches_seen_since_last_saving,
+                "_last_batch_seen": self._last_batch_seen}
 
     def on_train_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):
@@ -369,6 +413,10 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def on_train_begin(self, logs=None):
         self.best, self.cooldown_counter, self.wait = None, 0, 0
+
+    def get_state(self):
+        """The counters and the best value (the reduced learning rate is the optimizer's: saved with it)."""
+        return {"best": self.best, "cooldown_counter": self.cooldown_counter, "wait": self.wait}
 
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0

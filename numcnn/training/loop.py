@@ -15,25 +15,34 @@ are means over its own ``result.size`` examples, so the global mean is ``sum_i s
 ``save_checkpoints=False`` makes a worker read ``checkpoint_dir`` on resume without ever writing it
 (``numcnn.distributed``: only rank 0 writes).
 
-Keras's semantics, kept here (each checked against Keras in ``tests/test_training_callbacks.py``):
+Keras's semantics, kept here (each checked against Keras in ``tests/test_training_callbacks.py`` and
+``tests/test_keras_habits_more.py``):
 
 * the epoch's ``loss`` is the mean of the batch losses, each taken before its batch's update, weighted by batch
   size; metrics are means over every example of the epoch (``metrics.RunningMeans``);
 * ``validation_split`` takes the *last* fraction of the arrays as validation data, before any shuffling;
-* ``class_weight``/``sample_weight`` weight the loss as ``sum_n w_n l_n / N`` (``weighting``), not the metrics;
+* ``class_weight``/``sample_weight`` weight the loss as ``sum_n w_n l_n / N`` (``weighting``) and the
+  ``weighted_metrics``, not the ``metrics``;
 * ``initial_epoch`` is the epoch to start from (``fit(epochs=10, initial_epoch=7)`` runs epochs 7, 8, 9);
+* ``steps_per_epoch``: an epoch is that many batches, and the next one goes on in the same pass over the
+  (shuffled) data; a new pass (a new order) starts when the data runs out, and an epoch that reaches the end of
+  a pass ends there (with 40 examples in 5 batches, ``steps_per_epoch=3`` runs epochs of 3, 2, 3, 2, ... batches);
+  ``validation_steps`` / ``evaluate(steps=...)``: the first batches only;
+* ``evaluate`` returns the loss alone as a float when there are no metrics, else a list (``keras_return``);
 * callbacks are called as ``callbacks`` describes; ``model.stop_training = True`` ends training after the
   current batch.
 
 numcnn's own additions: ``seed`` (the shuffling generator, so that a run is reproducible bit for bit) and
 ``checkpoint_dir`` / ``checkpoint_every`` / ``resume`` (``numcnn.checkpoint``: a killed run resumes to the same
-weights, bit for bit; callbacks other than ``History`` start afresh on resume).
+weights, bit for bit, with the callbacks' state — ``Callback.get_state`` — put back, so it also stops and
+reduces the learning rate when the uninterrupted run does).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +110,8 @@ def _count(value, name: str) -> int:
 
 
 def _verbosity(verbose) -> int:
-    """Keras's ``verbose``: "auto" (= 1), 0 (silent), 1 or 2 (numcnn: a progress bar and one line per epoch)."""
+    """Keras's ``verbose``: "auto" (= 1), 0 (silent), 1 (a progress bar and one line per epoch) or 2 (one line
+    per epoch, as Keras prints for logs that go to a file)."""
     if verbose == "auto":
         return 1
     if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
@@ -146,18 +156,27 @@ def _should_validate(epoch: int, validation_freq) -> bool:
     return (epoch + 1) in validation_freq
 
 
-def in_keras_order(logs: dict, metric_names) -> list:
-    """Logs as Keras's ``evaluate`` lists them: the loss, the compiled metrics in order, then the rest sorted."""
-    names = ["loss", *metric_names]
+def in_keras_order(logs: dict, model) -> list:
+    """Logs as Keras's ``evaluate`` lists them (``Trainer._flatten_metrics_in_order``): the loss, the compiled
+    metrics, then the weighted metrics, each by its *metric* name, then every log not listed, sorted by key.
+    Keras's quirk kept: a weighted metric named like an unweighted one repeats the unweighted value in its place
+    (``metrics=["accuracy"], weighted_metrics=["accuracy"]`` lists ``[loss, acc, acc, weighted_acc]``)."""
+    names = ["loss", *model.metrics, *model.weighted_metrics]
     return [logs[name] for name in names if name in logs] + [logs[key] for key in sorted(logs) if key not in names]
 
 
-def _keras_return(logs: dict, metric_names, return_dict: bool):
-    """``train_on_batch``/``test_on_batch``'s return: the dict, or the values in order — a single value alone."""
+def keras_return(logs: dict, model, return_dict: bool):
+    """What ``evaluate`` and the ``*_on_batch`` methods return, as Keras does: the logs as a dict (keys sorted)
+    with ``return_dict``, else the values in ``in_keras_order`` — the loss alone as a float, not a list."""
     if return_dict:
         return dict(sorted(logs.items()))
-    values = in_keras_order(logs, metric_names)
+    values = in_keras_order(logs, model)
     return values[0] if len(values) == 1 else values
+
+
+def running_means(model) -> RunningMeans:
+    """Empty running sums of the loss and of the model's compiled (weighted) metrics."""
+    return RunningMeans(model.metrics, model.weighted_metrics)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,13 +184,16 @@ def _keras_return(logs: dict, metric_names, return_dict: bool):
 # ----------------------------------------------------------------------------------------------
 def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-        validation_batch_size=None, validation_freq=1, seed=None, checkpoint_dir=None, checkpoint_every=None,
-        resume=False, reduce_gradients=None, shard_batch=None, save_checkpoints=True) -> History:
+        steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1, seed=None,
+        checkpoint_dir=None, checkpoint_every=None, resume=False, reduce_gradients=None, shard_batch=None,
+        save_checkpoints=True) -> History:
     """Train ``model`` (see ``Sequential.fit`` for the arguments); returns the ``History``."""
     model._require_compiled()
     name = f"model {model.name!r} fit"
     batch_size, verbose = _batch_size(batch_size), _verbosity(verbose)
     epochs, initial_epoch = _count(epochs, "epochs"), _count(initial_epoch, "initial_epoch")
+    steps_per_epoch = _optional_steps(steps_per_epoch, "steps_per_epoch")
+    validation_steps = _optional_steps(validation_steps, "validation_steps")
     if class_weight is not None and sample_weight is not None:
         raise ValueError("You cannot use `class_weight` and `sample_weight` at the same time.")
     x, y, sample_weight = _examples(model, x, y, sample_weight, name)
@@ -191,9 +213,10 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
             raise ValueError("resume=True needs checkpoint_dir")
         state = checkpointer.restore(model, rng)
     else:
-        state = TrainingState(epoch=initial_epoch, totals=RunningMeans(model.metrics))
+        state = TrainingState(epoch=initial_epoch, totals=running_means(model))
+    batches_per_pass = math.ceil(len(x) / batch_size)
     callback_list = CallbackList(callbacks, add_history=True, model=model, history=state.history, verbose=verbose,
-                                 epochs=epochs, steps=math.ceil(len(x) / batch_size))
+                                 epochs=epochs, steps=steps_per_epoch or batches_per_pass)
     if callback_list.history is not state.history:  # the caller passed a History: it carries the run on
         callback_list.history.epoch = list(state.history.epoch)
         callback_list.history.history = {key: list(values) for key, values in state.history.history.items()}
@@ -201,26 +224,31 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
 
     model.stop_training = False
     callback_list.on_train_begin()
-    epoch_logs = None
-    for epoch in range(state.epoch, epochs):
-        if state.step == 0:
-            state.rng_state = rng.bit_generator.state  # so a resumed run redraws this epoch's order
-        else:
-            rng.bit_generator.state = state.rng_state  # resuming mid-epoch: the same order again
-        order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+    if resume:  # after on_train_begin, which resets them: EarlyStopping's wait and best carry on
+        callback_list.set_states(state.callback_states)
+    epoch_logs, order = None, None
+    first_epoch = epochs if state.stopped else state.epoch  # a run a callback stopped stays stopped
+    for epoch in range(first_epoch, epochs):
+        if order is None:
+            order = _pass_order(rng, state, len(x), shuffle)
         callback_list.on_epoch_begin(epoch)
-        epoch_logs = _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, verbose, state,
-                                saver, callback_list, reduce_gradients, shard_batch)
+        epoch_logs = _run_epoch(model, x, y, sample_weight, order, batch_size, steps_per_epoch, epoch, epochs,
+                                verbose, state, saver, callback_list, reduce_gradients, shard_batch)
         if validation_data is not None and _should_validate(epoch, validation_freq):
             val_x, val_y, val_weight = validation_data
             val_logs = evaluate(model, val_x, val_y, batch_size=validation_batch_size or batch_size, verbose=0,
-                                sample_weight=val_weight, callbacks=callback_list, return_dict=True)
+                                sample_weight=val_weight, steps=validation_steps, callbacks=callback_list,
+                                return_dict=True)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         epoch_logs = dict(sorted(epoch_logs.items()))  # the key order Keras's logs (and so its History) have
         callback_list.on_epoch_end(epoch, epoch_logs)
-        state.next_epoch(epoch + 1, rng.bit_generator.state, RunningMeans(model.metrics))
+        if state.pass_step >= batches_per_pass:  # the pass is done: the next epoch draws a new order
+            state.next_pass(rng.bit_generator.state)
+            order = None
+        state.next_epoch(epoch + 1, running_means(model))
+        state.stopped = bool(model.stop_training)
         if saver is not None:
-            saver.save(model, state)
+            saver.save(model, state, callback_list)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in epoch_logs.items()),
                   file=sys.stderr)
@@ -230,20 +258,51 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
     return callback_list.history
 
 
-def _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, verbose, state, checkpointer,
-               callback_list, reduce_gradients, shard_batch=None) -> dict:
+def _optional_steps(value, name: str):
+    return None if value is None else validation.check_positive_int(value, name)
+
+
+def _pass_order(rng, state, n: int, shuffle: bool) -> np.ndarray:
+    """The order of the examples in the current pass over the data. A new pass draws it from the generator
+    as it is (and records that state); a run resumed inside a pass puts the generator back to the recorded state
+    and draws the same order again, leaving the generator where the uninterrupted run left it."""
+    if state.pass_step == 0:
+        state.next_pass(rng.bit_generator.state)
+    else:
+        rng.bit_generator.state = state.rng_state
+    return rng.permutation(n) if shuffle else np.arange(n)
+
+
+def _batches_this_epoch(steps_per_epoch, n_batches: int, state, what: str) -> int:
+    """How many batches the epoch still runs: to its ``steps_per_epoch`` (default: the whole pass) but not past
+    the end of the pass. With arrays Keras goes on where the last epoch stopped, and ends an epoch early, with a
+    warning, when the pass runs out first (the next epoch then starts a new pass)."""
+    left_in_pass = n_batches - state.pass_step
+    if steps_per_epoch is None:
+        return left_in_pass
+    wanted = steps_per_epoch - state.step
+    if wanted > left_in_pass:
+        warnings.warn(f"{what}: steps_per_epoch={steps_per_epoch}, but the data has only {left_in_pass} more "
+                      f"batches in this pass ({n_batches} in all): the epoch ends after them, as in Keras",
+                      stacklevel=5)
+    return min(wanted, left_in_pass)
+
+
+def _run_epoch(model, x, y, sample_weight, order, batch_size, steps_per_epoch, epoch, epochs, verbose, state,
+               checkpointer, callback_list, reduce_gradients, shard_batch=None) -> dict:
     """The batches of one epoch (from ``state.step`` on, when resuming); returns the epoch's logs."""
     from tqdm.auto import tqdm
 
     means = state.totals
-    starts = range(state.step * batch_size, len(x), batch_size)
-    bar = tqdm(starts, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=not verbose, leave=False,
-               file=sys.stderr)
-    for start in bar:
+    n_batches = _batches_this_epoch(steps_per_epoch, math.ceil(len(x) / batch_size), state, f"model {model.name!r}")
+    bar = tqdm(range(n_batches), desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=verbose != 1,
+               leave=False, file=sys.stderr)
+    for _ in bar:
         step = state.step
         callback_list.on_train_batch_begin(step)
-        batch = order[start:start + batch_size]
+        batch = order[state.pass_step * batch_size:(state.pass_step + 1) * batch_size]
         yb = y[batch]  # the metrics are over the whole batch (the reduction returns its whole output)
+        wb = None if sample_weight is None else sample_weight[batch]
         mine = batch if shard_batch is None else shard_batch(batch)  # a data-parallel worker's part of the batch
         result = compute_gradients(model, x[mine], y[mine], None if sample_weight is None else sample_weight[mine])
         if reduce_gradients is not None:
@@ -255,12 +314,13 @@ def _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, ver
                 raise TrainingDivergedError(f"epoch {epoch + 1}, step {step + 1}: {error}") from None
             # TerminateOnNaN is listening: report the step (not applied) with a NaN loss, and let it stop training
             result.loss = result.loss if not np.isfinite(result.loss) else float("nan")
-        means.update(result.loss, result.size, yb, result.output)
+        means.update(result.loss, result.size, yb, result.output, sample_weight=wb)
         state.step += 1
+        state.pass_step += 1
         callback_list.on_train_batch_end(step, means.results())
         if checkpointer is not None and checkpointer.due(state.step):
-            checkpointer.save(model, state)
-        if verbose:  # (formatting the postfix costs 25 us a step even with the bar disabled)
+            checkpointer.save(model, state, callback_list)
+        if verbose == 1:  # (formatting the postfix costs 25 us a step even with the bar disabled)
             bar.set_postfix(loss=f"{means.loss_sum / means.seen:.4f}", refresh=False)
         if model.stop_training:
             break
@@ -271,28 +331,36 @@ def _run_epoch(model, x, y, sample_weight, order, batch_size, epoch, epochs, ver
 # ----------------------------------------------------------------------------------------------
 # evaluate, predict
 # ----------------------------------------------------------------------------------------------
-def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, callbacks=None, return_dict=False):
-    """The loss and metrics over ``(x, y)``, batch by batch in inference mode: a list in Keras's order
-    (``in_keras_order``) or, with ``return_dict``, a dict. The loss is computed as Keras does (from the logits
-    when the model ends in the loss's activation; weighted by ``sample_weight``)."""
+def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
+             return_dict=False):
+    """The loss and metrics over ``(x, y)``, batch by batch in inference mode, returned as Keras returns them
+    (``keras_return``: the loss alone as a float, ``[loss, *metrics]`` with metrics, a dict with
+    ``return_dict``). ``steps``: only the first ``steps`` batches. The loss is computed as Keras does (from the
+    logits when the model ends in the loss's activation; weighted by ``sample_weight``)."""
     model._require_compiled()
     x, y, sample_weight = _examples(model, x, y, sample_weight, f"model {model.name!r} evaluate")
     batch_size, verbose = _batch_size(batch_size), _verbosity(verbose)
+    n_batches = math.ceil(len(x) / batch_size)
+    steps = _optional_steps(steps, "steps")
+    if steps is not None and steps > n_batches:
+        warnings.warn(f"model {model.name!r} evaluate: steps={steps}, but the data has only {n_batches} batches: "
+                      f"all of them are evaluated, as in Keras", stacklevel=3)
+    n_batches = min(n_batches, steps or n_batches)
     callback_list = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        callbacks, model=model, verbose=verbose, epochs=1, steps=math.ceil(len(x) / batch_size))
-    means = RunningMeans(model.metrics)
+        callbacks, model=model, verbose=verbose, epochs=1, steps=n_batches)
+    means = running_means(model)
     callback_list.on_test_begin()
-    for batch_index, start in enumerate(range(0, len(x), batch_size)):
+    for batch_index in range(n_batches):
         callback_list.on_test_batch_begin(batch_index)
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        wb = None if sample_weight is None else sample_weight[start:start + batch_size]
+        batch = slice(batch_index * batch_size, (batch_index + 1) * batch_size)
+        xb, yb = x[batch], y[batch]
+        wb = None if sample_weight is None else sample_weight[batch]
         output = model.forward(xb)
-        means.update(model.compute_loss(yb, output, sample_weight=wb), len(xb), yb, output)
+        means.update(model.compute_loss(yb, output, sample_weight=wb), len(xb), yb, output, sample_weight=wb)
         callback_list.on_test_batch_end(batch_index, means.results())
     logs = dict(sorted(means.results().items()))
     callback_list.on_test_end(logs)
-    # numcnn returns a list even for the loss alone (Keras: a bare float there)
-    return logs if return_dict else in_keras_order(logs, model.metrics)
+    return keras_return(logs, model, return_dict)
 
 
 def predict(model, x, batch_size=None, verbose=0, callbacks=None) -> np.ndarray:
@@ -324,9 +392,9 @@ def train_on_batch(model, x, y, sample_weight=None, class_weight=None, return_di
     if class_weight is not None:
         sample_weight = weighting.class_weight_to_sample_weight(y, class_weight, int(np.prod(model.output_shape)))
     result = train_batch(model, x, y, sample_weight)
-    means = RunningMeans(model.metrics)
-    means.update(result.loss, result.size, y, result.output)
-    return _keras_return(means.results(), model.metrics, return_dict)
+    means = running_means(model)
+    means.update(result.loss, result.size, y, result.output, sample_weight=sample_weight)
+    return keras_return(means.results(), model, return_dict)
 
 
 def test_on_batch(model, x, y, sample_weight=None, return_dict=False):
@@ -334,9 +402,10 @@ def test_on_batch(model, x, y, sample_weight=None, return_dict=False):
     model._require_compiled()
     x, y, sample_weight = _examples(model, x, y, sample_weight, f"model {model.name!r} test_on_batch")
     output = model.forward(x)
-    means = RunningMeans(model.metrics)
-    means.update(model.compute_loss(y, output, sample_weight=sample_weight), len(x), y, output)
-    return _keras_return(means.results(), model.metrics, return_dict)
+    means = running_means(model)
+    means.update(model.compute_loss(y, output, sample_weight=sample_weight), len(x), y, output,
+                 sample_weight=sample_weight)
+    return keras_return(means.results(), model, return_dict)
 
 
 test_on_batch.__test__ = False  # (not a pytest test, despite the name)

@@ -2,8 +2,10 @@
 
 Each metric gives one value per example; the value logged for an epoch (or an ``evaluate``) is their mean over
 every example seen, as Keras's ``Mean`` metrics accumulate it. The log name is the name given to ``compile``
-("acc" logs as "acc"), as in Keras. Metrics are **not** weighted by ``sample_weight`` / ``class_weight``: Keras 3
-weights only ``weighted_metrics`` (which numcnn does not have) and the loss.
+("acc" logs as "acc"), as in Keras. ``metrics`` are **not** weighted by ``sample_weight`` / ``class_weight``;
+``compile(weighted_metrics=[...])`` are, as Keras 3 weights them: ``sum_n w_n v_n / sum_n w_n`` (0 when the
+weights sum to 0), plain means when no weights are given. A weighted metric logs under its own name, or as
+``weighted_<name>`` when ``metrics`` has the same name (``weighted_log_names``).
 
 With labels ``y`` and outputs ``p`` (one row per example):
 
@@ -116,8 +118,15 @@ def check_names(metrics) -> list[str]:
     return names
 
 
+def weighted_log_names(metric_names, weighted_names) -> dict[str, str]:
+    """``{log name: metric name}`` of the weighted metrics: Keras logs a weighted metric under its own name unless
+    an unweighted one has it, then as ``weighted_<name>`` (``CompileMetrics.result``)."""
+    return {(f"weighted_{name}" if name in metric_names else name): name for name in weighted_names}
+
+
 def direction(name: str) -> str:
     """``"up"`` if a larger value of metric ``name`` is better, ``"down"`` if smaller is."""
+    name = name.removeprefix("weighted_") if name not in NAMES else name
     return "up" if name in ACCURACY_NAMES else METRICS[name][1]
 
 
@@ -135,34 +144,48 @@ def resolve(name: str, y, p):
 
 class RunningMeans:
     """Keras's logs over a run of batches: ``loss`` is the mean of the batch losses weighted by batch size,
-    each metric the mean of its per-example values over every example seen."""
+    each metric the mean of its per-example values over every example seen, each weighted metric the
+    ``sample_weight``-weighted mean (``totals`` holds ``[sum of values, count]`` per log name; for a weighted
+    metric the sums of ``w_n v_n`` and of ``w_n``)."""
 
-    def __init__(self, metric_names=(), loss_sum: float = 0.0, seen: int = 0, totals: dict | None = None):
+    def __init__(self, metric_names=(), weighted_names=(), loss_sum: float = 0.0, seen: int = 0,
+                 totals: dict | None = None):
         self.metric_names = list(metric_names)
+        self.weighted = weighted_log_names(self.metric_names, weighted_names)  # {log name: metric name}
         self.loss_sum, self.seen = float(loss_sum), int(seen)
         totals = totals or {}
-        self.totals = {name: [float(totals.get(name, (0.0, 0))[0]), int(totals.get(name, (0.0, 0))[1])]
-                       for name in self.metric_names}
+        self.totals = {name: [float(totals.get(name, (0.0, 0))[0]), float(totals.get(name, (0.0, 0))[1])]
+                       for name in [*self.metric_names, *self.weighted]}
 
-    def update(self, loss: float, size: int, y, output) -> None:
-        """Add one batch: its loss (a mean over its ``size`` examples) and its metrics."""
+    def update(self, loss: float, size: int, y, output, sample_weight=None) -> None:
+        """Add one batch: its loss (a mean over its ``size`` examples), its metrics and weighted metrics."""
         self.loss_sum += float(loss) * size
         self.seen += size
         for name in self.metric_names:
             values = resolve(name, y, output)(y, output)
             self.totals[name][0] += float(np.sum(values))
             self.totals[name][1] += len(values)
+        for log_name, name in self.weighted.items():
+            values = resolve(name, y, output)(y, output)
+            w = np.ones(len(values)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+            self.totals[log_name][0] += float(np.sum(values * w))
+            self.totals[log_name][1] += float(np.sum(w))
 
     def results(self) -> dict:
-        """``{"loss": ..., <metric>: ...}`` so far (NaN before the first batch)."""
+        """``{"loss": ..., <metric>: ...}`` so far (the loss and metrics NaN before the first batch; a weighted
+        metric whose weights sum to 0 is 0, Keras's ``divide_no_nan``)."""
         logs = {"loss": self.loss_sum / self.seen if self.seen else float("nan")}
         for name, (total, count) in self.totals.items():
-            logs[name] = total / count if count else float("nan")
+            if name in self.weighted:
+                logs[name] = total / count if count else 0.0
+            else:
+                logs[name] = total / count if count else float("nan")
         return logs
 
     def to_json(self) -> dict:
         return {"loss_sum": self.loss_sum, "seen": self.seen, "totals": self.totals}
 
     @classmethod
-    def from_json(cls, metric_names, saved: dict) -> "RunningMeans":
-        return cls(metric_names, saved.get("loss_sum", 0.0), saved.get("seen", 0), saved.get("totals"))
+    def from_json(cls, metric_names, weighted_names, saved: dict) -> "RunningMeans":
+        return cls(metric_names, weighted_names, saved.get("loss_sum", 0.0), saved.get("seen", 0),
+                   saved.get("totals"))
