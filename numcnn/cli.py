@@ -139,10 +139,12 @@ def _train_and_save(args, out, fit=None, root: bool = True) -> int:
     """Train the seed model (``fit``: ``Sequential.fit`` or a data-parallel one), then, on the root process,
     evaluate, save and plot."""
     from .io import atomic_write_text
-    from .zoo import seed_mnist_model
+    from .zoo import model_for_dataset
 
     (x_train, y_train), (x_test, y_test) = _load_data(args.dataset)
-    model = seed_mnist_model(seed=args.seed, input_shape=x_train.shape[1:], classes=int(y_train.max()) + 1)
+    # the seed MNIST CNN, or for --dataset artwork the source document's 128x128x3 artwork CNN
+    model = model_for_dataset(args.dataset, seed=args.seed, input_shape=x_train.shape[1:],
+                              classes=int(y_train.max()) + 1)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if not args.quiet and root:
         model.summary(print_fn=lambda text: print(text, file=sys.stderr))
@@ -272,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the source document's MNIST CNN")
     train.add_argument("--dataset", default="mnist-5k",
-                       help="mnist-5k (embedded, default), mnist, fashion-mnist, or a path to IDX files/mnist.npz")
+                       help="mnist-5k (embedded, default), mnist, fashion-mnist, artwork (10 classes of 128x128x3 "
+                            "patches of scikit-image's sample images; trains the artwork CNN), or a path to IDX "
+                            "files/mnist.npz")
     train.add_argument("--epochs", type=positive_int, default=5, help="passes over the training set (default 5)")
     train.add_argument("--batch-size", type=positive_int, default=32, help="examples per training step (default 32)")
     train.add_argument("--seed", type=non_negative_int, default=0,

@@ -12,6 +12,9 @@ cache (checked against a SHA-256, written atomically), and MNIST finally falls b
 
 File formats are parsed here with ``np.frombuffer`` (IDX) or ``np.load(allow_pickle=False)`` (npz): nothing in a
 data file is ever executed.
+
+``load_artwork()`` builds the 10-class 128x128x3 "artwork" set of the source document's second example from
+photographs and textures that ship with scikit-image (see its docstring for each image and its license).
 """
 
 from __future__ import annotations
@@ -270,10 +273,13 @@ def load_fashion_mnist(path=None, download: bool = True, base_url: str | None = 
 
 
 def load_dataset(name_or_path: str) -> tuple:
-    """``"mnist-5k"``/``"embedded"`` (offline sample), ``"mnist"``, ``"fashion-mnist"``, or a path."""
+    """``"mnist-5k"``/``"embedded"`` (offline sample), ``"mnist"``, ``"fashion-mnist"``, ``"artwork"``
+    (``load_artwork()`` with its defaults), or a path."""
     key = str(name_or_path).lower()
     if key in ("mnist-5k", "embedded"):
         return load_embedded_mnist()
+    if key == "artwork":
+        return load_artwork()
     if key == "mnist":
         return load_mnist()
     if key in ("fashion-mnist", "fashion_mnist"):
@@ -284,10 +290,166 @@ def load_dataset(name_or_path: str) -> tuple:
     if _looks_like_path(str(name_or_path)):
         raise DatasetError(f"dataset path {name_or_path} was not found (expected a folder with the four "
                            f"*-ubyte(.gz) IDX files or a Keras-style .npz file)")
-    raise DatasetError(f"unknown dataset {name_or_path!r}: use mnist-5k, mnist, fashion-mnist, or the path of a "
+    raise DatasetError(f"unknown dataset {name_or_path!r}: use mnist-5k, mnist, fashion-mnist, artwork, or the path of a "
                        f"folder of IDX files or a .npz file")
 
 
 def _looks_like_path(text: str) -> bool:
     """``/data/mnist``, ``./x``, ``~/x``, ``x/y``, ``mnist.npz``: meant as a path, not a dataset's name."""
     return os.sep in text or "/" in text or text.startswith(("~", ".")) or Path(text).suffix in (".npz", ".gz")
+
+
+# ----------------------------------------------------------------------------------------------
+# The "artwork" set: 10 classes of 128x128x3 patches cut from images that ship with scikit-image
+# ----------------------------------------------------------------------------------------------
+ARTWORK_SIZE = 128
+ARTWORK_CROP_SCALE = (0.87, 1.15)   # a training crop's side is 128·s before it is resized to 128
+ARTWORK_BRIGHTNESS = (0.9, 1.1)     # a training patch's pixels are multiplied by b (then clipped)
+ARTWORK_HELD_OUT_FRACTION = 0.3     # share of each source image's longer side kept for held-out patches
+
+# (class name, skimage.data function, zoom applied first, held-out band: "right" or "bottom" edge, license as
+# scikit-image's docstrings state it). The astronaut's right edge is a different scene (a shuttle model), so its
+# band is the bottom one (more of the orange suit): held-out patches should be new views of the same class.
+ARTWORK_SOURCES = (
+    ("brick", "brick", 1.0, "right", "CC0 (CC0Textures, Bricks25)"),
+    ("gravel", "gravel", 1.0, "right", "CC0 (CC0Textures, Gravel04)"),
+    ("grass", "grass", 1.0, "right", "CC0 (DeviantArt, linolafett)"),
+    ("coins", "coins", 1.0, "right", "no known copyright restrictions (Brooklyn Museum)"),
+    ("coffee", "coffee", 1.0, "right", "CC0 (photographer Rachel Michetti)"),
+    ("cat", "chelsea", 1.0, "right", "CC0 (photographer Stefan van der Walt)"),
+    ("astronaut", "astronaut", 1.0, "bottom", "public domain (NASA)"),
+    ("rocket", "rocket", 1.0, "right", "public domain (SpaceX)"),
+    ("deep field", "hubble_deep_field", 0.5, "right", "public domain (NASA, HubbleSite)"),
+    ("tissue", "immunohistochemistry", 1.0, "right", "no known copyright restrictions (CMMI)"),
+)
+ARTWORK_CLASSES = tuple(name for name, *_ in ARTWORK_SOURCES)
+
+
+def artwork_source_image(skimage_name: str, zoom: float = 1.0) -> np.ndarray:
+    """One scikit-image sample image as uint8 (H, W, 3): greyscale repeated to RGB, ``zoom`` applied first."""
+    try:
+        from skimage import data
+    except ModuleNotFoundError:
+        raise DatasetError("the artwork data set is cut from scikit-image's sample images: "
+                           "pip install scikit-image (or pip install -e '.[artwork]' in a numcnn checkout)") from None
+    image = np.asarray(getattr(data, skimage_name)())
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if zoom != 1.0:
+        height, width = (int(round(d * zoom)) for d in image.shape[:2])
+        image = resize_bilinear(image, height, width)
+    return image
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of uint8 (H, W, C) with pixel centres aligned (output pixel i samples the input at
+    ``(i + ½)·H/height - ½``, clamped to the edges); vectorised gathers, no loop over pixels."""
+    def axis_weights(n_in, n_out):
+        position = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, (position - low).astype(np.float32)
+
+    rows_low, rows_high, row_t = axis_weights(image.shape[0], height)
+    cols_low, cols_high, col_t = axis_weights(image.shape[1], width)
+    x = image.astype(np.float32)
+    top, bottom = x[rows_low], x[rows_high]
+    rows = top + (bottom - top) * row_t[:, None, None]
+    left, right = rows[:, cols_low], rows[:, cols_high]
+    out = left + (right - left) * col_t[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def artwork_regions(image_shape, max_crop: int, held_out: str = "right") -> dict[str, tuple[slice, slice]]:
+    """Disjoint train and held-out regions of one source image: a band along its ``"right"`` or ``"bottom"``
+    edge, ``ARTWORK_HELD_OUT_FRACTION`` of that side (at least ``max_crop`` pixels), is held out, the rest is for
+    training. A patch lies wholly inside one region, so no source pixel appears in both splits."""
+    if held_out not in ("right", "bottom"):
+        raise ValueError(f"held_out must be 'right' or 'bottom', got {held_out!r}")
+    height, width = image_shape[:2]
+    along_width = held_out == "right"
+    length = width if along_width else height
+    held = max(int(np.ceil(ARTWORK_HELD_OUT_FRACTION * length)), max_crop)
+    if length - held < max_crop or min(height, width) < max_crop:
+        raise DatasetError(f"a source image of {height}x{width} pixels is too small for two regions of "
+                           f"{max_crop}-pixel crops")
+    cut = length - held
+    everything = slice(0, height if along_width else width)
+    if along_width:
+        return {"train": (everything, slice(0, cut)), "test": (everything, slice(cut, width))}
+    return {"train": (slice(0, cut), everything), "test": (slice(cut, height), everything)}
+
+
+def artwork_patches(region: np.ndarray, count: int, rng: np.random.Generator, size: int = ARTWORK_SIZE,
+                    augment: bool = True) -> np.ndarray:
+    """``count`` patches (count, size, size, 3) uint8 from ``region`` (H, W, 3).
+
+    ``augment=True`` (training): a crop of side ``round(128·s)``, ``s ~ U(ARTWORK_CROP_SCALE)``, at a uniform
+    position, resized to ``size``; flipped left-right with probability ½; pixels times ``b ~ U(ARTWORK_BRIGHTNESS)``.
+    ``augment=False`` (held out): a plain 128x128 crop at a uniform position, resized to ``size`` if it differs."""
+    patches = np.empty((count, size, size, 3), dtype=np.uint8)
+    for k in range(count):
+        side = int(round(ARTWORK_SIZE * rng.uniform(*ARTWORK_CROP_SCALE))) if augment else ARTWORK_SIZE
+        top = int(rng.integers(0, region.shape[0] - side + 1))
+        left = int(rng.integers(0, region.shape[1] - side + 1))
+        patch = region[top:top + side, left:left + side]
+        if side != size:
+            patch = resize_bilinear(patch, size, size)
+        if augment:
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            brightness = rng.uniform(*ARTWORK_BRIGHTNESS)
+            patch = np.clip(np.rint(patch.astype(np.float32) * np.float32(brightness)), 0, 255).astype(np.uint8)
+        patches[k] = patch
+    return patches
+
+
+def load_artwork(n_per_class: int = 200, n_test_per_class: int = 50, seed: int = 0, size: int = ARTWORK_SIZE,
+                 classes=None) -> tuple:
+    """The 10-class "artwork" set: ``(x_train, y_train), (x_test, y_test)``, images uint8 (N, size, size, 3),
+    labels uint8, ``n_per_class`` / ``n_test_per_class`` patches of every class, in a seeded random order.
+
+    Each class is one image shipped with scikit-image (``pip install scikit-image``; no download). Licenses as
+    scikit-image's own docstrings of ``skimage.data`` state them:
+
+    =====  ==========  ==========================  ===================================================
+    label  class       ``skimage.data`` function   license
+    =====  ==========  ==========================  ===================================================
+    0      brick       ``brick()`` (grey)          CC0 (CC0Textures, Bricks25)
+    1      gravel      ``gravel()`` (grey)         CC0 (CC0Textures, Gravel04)
+    2      grass       ``grass()`` (grey)          CC0 (DeviantArt, linolafett)
+    3      coins       ``coins()`` (grey)          no known copyright restrictions (Brooklyn Museum)
+    4      coffee      ``coffee()``                CC0 (photographer Rachel Michetti)
+    5      cat         ``chelsea()``               CC0 (photographer Stefan van der Walt)
+    6      astronaut   ``astronaut()``             public domain (NASA)
+    7      rocket      ``rocket()``                public domain (SpaceX)
+    8      deep field  ``hubble_deep_field()``     public domain (NASA, HubbleSite); halved first
+    9      tissue      ``immunohistochemistry()``  no known copyright restrictions (CMMI)
+    =====  ==========  ==========================  ===================================================
+
+    Greyscale images are repeated to three channels. No leakage: a band of 30% along each image's right edge
+    (the astronaut's bottom edge) is the held-out region (``artwork_regions``) and only held-out patches come
+    from it. Training patches are
+    augmented (crop scale 0.87-1.15, left-right flips, brightness 0.9-1.1: ``artwork_patches``); held-out
+    patches are plain 128x128 crops. ``size`` < 128 resizes the same crops (a cheaper variant for quick tests).
+    ``classes``: indices of a subset of the classes (labels stay the indices above). Randomness: one
+    ``numpy.random.Generator`` per (seed, class, split), so the same seed gives the same bits.
+    """
+    chosen = range(len(ARTWORK_SOURCES)) if classes is None else [int(c) for c in classes]
+    max_crop = int(round(ARTWORK_SIZE * ARTWORK_CROP_SCALE[1]))
+    splits = {"train": ([], [], n_per_class, True), "test": ([], [], n_test_per_class, False)}
+    for label in chosen:
+        _, skimage_name, zoom, held_out, _ = ARTWORK_SOURCES[label]
+        image = artwork_source_image(skimage_name, zoom)
+        regions = artwork_regions(image.shape, max_crop, held_out)
+        for split_id, (split, (images, labels, count, augment)) in enumerate(splits.items()):
+            rows, cols = regions[split]
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), label, split_id]))
+            images.append(artwork_patches(image[rows, cols], count, rng, size, augment))
+            labels.append(np.full(count, label, dtype=np.uint8))
+    result = []
+    for split_id, (images, labels, _, _) in enumerate(splits.values()):
+        x, y = np.concatenate(images), np.concatenate(labels)
+        order = np.random.default_rng(np.random.SeedSequence([int(seed), 1000 + split_id])).permutation(len(y))
+        result.append((x[order], y[order]))
+    return tuple(result)

@@ -74,7 +74,12 @@ def command_generate(args) -> int:
     targets = list(range(model.output_shape[-1])) if args.target is None else [args.target]
     seeds = args.seeds
     prior = Prior.off() if args.no_prior else Prior()
-    images = class_images(model, targets, seeds, steps=args.steps, prior=prior, progress=True)
+    if model.input_shape[-1] == 3 and not args.no_prior:  # colour pictures (the artwork model): its own prior
+        from .artwork import artwork_grid
+
+        images = artwork_grid(model, targets, seeds, steps=args.steps, progress=True)
+    else:
+        images = class_images(model, targets, seeds, steps=args.steps, prior=prior, progress=True)
     probabilities = model.predict(images.reshape(-1, *model.input_shape)).reshape(len(targets), len(seeds), -1)
     columns = [f"seed {s}" for s in seeds]
     image_grid(images, [f"class {t}" for t in targets], columns, args.out,
