@@ -1,4 +1,4 @@
-"""Training-step time of numcnn vs Keras (TensorFlow) vs PyTorch on architectures beyond the seed model.
+"""Training-step and inference time of numcnn vs Keras (TensorFlow) vs PyTorch on several architectures.
 
     python benchmarks/architectures.py                  # all architectures, batch 32 and 64, 3 rounds
     python benchmarks/architectures.py --quick          # CI smoke mode: one round, two steps
@@ -6,8 +6,11 @@
 Each architecture is one neutral list of layers, built in each framework with the same shapes, so the same
 arithmetic runs everywhere. Every (framework, architecture, batch) runs in a fresh subprocess with 2 threads, on
 random data (speed does not depend on the values), with Adam and sparse categorical cross-entropy: a few warm-up
-steps, then the mean of ``--steps`` timed steps. Frameworks alternate within each round; the table reports the
-median over rounds and numcnn's time divided by the faster peer's (< 1: numcnn is faster). The first line of
+steps, then the mean of ``--steps`` timed steps; the same for inference calls on 256 images. Frameworks
+alternate within each round; the table reports the median over rounds and numcnn's time divided by the faster
+peer's (< 1: numcnn is faster), numcnn's rate against the measured sgemm peak (its training FLOPs: 2 per
+multiply-add of the forward, input-gradient and weight-gradient products; in brackets the rate counted with
+Winograd's fewer multiplications on 3x3 stride-1 layers) and each framework's peak RSS. The first line of
 the output names the CPU, because the ratios change with it (see the README's performance section). Writes
 ``benchmarks/results/architectures.{md,json}``.
 """
@@ -31,19 +34,32 @@ HERE = Path(__file__).resolve().parent
 THREADS = 2
 CLASSES = 10
 
-# (name, input shape, layers). Layers: ("conv", filters, kernel, strides, padding, use_bias), ("bn",), ("relu",),
-# ("maxpool", size), ("dropout", rate), ("flatten",), ("dense", units), ("head",) = Dense(10, softmax).
+# (name, input shape, layers). Layers: ("conv", filters, kernel, strides, padding, use_bias[, activation]),
+# ("bn",), ("relu",), ("maxpool", size[, strides, padding]), ("dropout", rate), ("flatten",), ("dense", units[,
+# activation]), ("head",) = Dense(10, softmax). An activation on a conv/dense is written as Keras users write it
+# (``Conv2D(32, 3, activation="relu")``); numcnn then fuses Conv2D + ReLU + MaxPooling2D where they follow.
 ARCHITECTURES = {
     "seed MNIST CNN": ((28, 28, 1), [
-        ("conv", 32, 3, 1, "valid", True), ("relu",), ("maxpool", 2),
-        ("conv", 64, 3, 1, "valid", True), ("relu",), ("maxpool", 2),
-        ("conv", 64, 3, 1, "valid", True), ("relu",), ("flatten",), ("dense", 64), ("relu",), ("head",)]),
+        ("conv", 32, 3, 1, "valid", True, "relu"), ("maxpool", 2),
+        ("conv", 64, 3, 1, "valid", True, "relu"), ("maxpool", 2),
+        ("conv", 64, 3, 1, "valid", True, "relu"), ("flatten",), ("dense", 64, "relu"), ("head",)]),
+    # the source document's 128x128x3 "artwork" CNN
+    "artwork CNN 128x128x3": ((128, 128, 3), [
+        ("conv", 32, 3, 1, "valid", True, "relu"), ("maxpool", 2),
+        ("conv", 64, 3, 1, "valid", True, "relu"), ("maxpool", 2),
+        ("conv", 128, 3, 1, "valid", True, "relu"), ("maxpool", 2),
+        ("flatten",), ("dense", 128, "relu"), ("head",)]),
     "CIFAR-style, BN + Dropout": ((32, 32, 3), [
         ("conv", 32, 3, 1, "same", False), ("bn",), ("relu",), ("conv", 32, 3, 1, "same", False), ("bn",), ("relu",),
         ("maxpool", 2), ("dropout", 0.25),
         ("conv", 64, 3, 1, "same", False), ("bn",), ("relu",), ("conv", 64, 3, 1, "same", False), ("bn",), ("relu",),
         ("maxpool", 2), ("dropout", 0.25), ("flatten",), ("dense", 128), ("bn",), ("relu",), ("dropout", 0.5),
         ("head",)]),
+    # 5x5 kernels, a stride-2 first layer and overlapping 'same' pooling (3x3 windows, stride 2), 1x1 conv
+    "strided 5x5, 'same' pooling": ((64, 64, 3), [
+        ("conv", 32, 5, 2, "same", True, "relu"), ("maxpool", 3, 2, "same"),
+        ("conv", 64, 5, 1, "same", True, "relu"), ("maxpool", 3, 2, "same"),
+        ("conv", 32, 1, 1, "valid", True, "relu"), ("flatten",), ("dense", 64, "relu"), ("head",)]),
 }
 
 
@@ -55,9 +71,11 @@ def build_layers(L, shape, spec, input_layer):
     alike (numcnn keeps Keras's names and arguments, so one function builds both)."""
     built = [input_layer(shape)]
     for kind, *args in spec:
-        built.append({"conv": lambda f, k, s, p, b: L.Conv2D(f, k, strides=s, padding=p, use_bias=b),
-                      "bn": L.BatchNormalization, "relu": L.ReLU, "maxpool": L.MaxPooling2D, "dropout": L.Dropout,
-                      "flatten": L.Flatten, "dense": L.Dense,
+        built.append({"conv": lambda f, k, s, p, b, a=None: L.Conv2D(f, k, strides=s, padding=p, use_bias=b,
+                                                                     activation=a),
+                      "bn": L.BatchNormalization, "relu": L.ReLU, "dropout": L.Dropout,
+                      "maxpool": lambda size, s=None, p="valid": L.MaxPooling2D(size, strides=s, padding=p),
+                      "flatten": L.Flatten, "dense": lambda units, a=None: L.Dense(units, activation=a),
                       "head": lambda: L.Dense(CLASSES, activation="softmax")}[kind](*args))
     return built
 
@@ -68,7 +86,7 @@ def numcnn_model(shape, spec):
 
     model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
     model.compile("adam", "sparse_categorical_crossentropy")
-    return lambda x, y: model.train_step(x, y)
+    return (lambda x, y: model.train_step(x, y)), (lambda x: model.predict(x, batch_size=len(x), verbose=0))
 
 
 def keras_model(shape, spec):
@@ -77,7 +95,7 @@ def keras_model(shape, spec):
 
     model = keras.Sequential(build_layers(keras.layers, shape, spec, keras.Input))
     model.compile("adam", "sparse_categorical_crossentropy")
-    return lambda x, y: model.train_on_batch(tf.constant(x), tf.constant(y))
+    return (lambda x, y: model.train_on_batch(tf.constant(x), tf.constant(y))), (lambda x: model.predict_on_batch(x))
 
 
 def torch_model(shape, spec):
@@ -88,18 +106,21 @@ def torch_model(shape, spec):
     modules, size = [], (channels, height, width)
     for kind, *args in spec:
         if kind == "conv":
-            filters, kernel, strides, padding, bias = args
-            modules.append(nn.Conv2d(size[0], filters, kernel, stride=strides, padding=padding, bias=bias))
-            shrink = 0 if padding == "same" else kernel - 1
-            size = (filters, size[1] - shrink, size[2] - shrink)
+            filters, kernel, strides, padding, bias, *activation = args
+            pads, size = same_padding(size, kernel, strides, padding)
+            modules += [nn.ZeroPad2d(pads), nn.Conv2d(size[0], filters, kernel, stride=strides, bias=bias)]
+            size = (filters, *size[1:])
+            modules += [nn.ReLU()] if activation == ["relu"] else []
         elif kind == "bn":
             modules.append(nn.BatchNorm2d(size[0], eps=1e-3, momentum=0.01) if len(size) == 3
                            else nn.BatchNorm1d(size[0], eps=1e-3, momentum=0.01))
         elif kind == "relu":
             modules.append(nn.ReLU())
         elif kind == "maxpool":
-            modules.append(nn.MaxPool2d(args[0]))
-            size = (size[0], size[1] // args[0], size[2] // args[0])
+            pool, strides, padding = (*args, None, "valid")[:3] if len(args) == 1 else args
+            strides = strides or pool
+            pads, size = same_padding(size, pool, strides, padding)
+            modules += [nn.ConstantPad2d(pads, float("-inf")), nn.MaxPool2d(pool, stride=strides)]  # TF: pads never win
         elif kind == "dropout":
             modules.append(nn.Dropout(args[0]))
         elif kind == "flatten":
@@ -108,6 +129,7 @@ def torch_model(shape, spec):
         elif kind in ("dense", "head"):
             units = args[0] if kind == "dense" else CLASSES
             modules.append(nn.Linear(size[0], units))
+            modules += [nn.ReLU()] if kind == "dense" and args[1:] == ["relu"] else []
             size = (units,)
     model = nn.Sequential(*modules)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
@@ -120,14 +142,39 @@ def torch_model(shape, spec):
         optimizer.step()
         return float(loss)
 
-    return step
+    def infer(x):
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy()
+        model.train()
+        return out
+
+    return step, infer
+
+
+def same_padding(size, window, strides, padding):
+    """TF's padding for a window on a (C, H, W) map — 'same': ``OH = ceil(H / s)``, the odd extra row/column at
+    the bottom/right — as PyTorch's pad order (left, right, top, bottom), and the output (C, OH, OW)."""
+    channels, height, width = size
+    if padding == "valid":
+        return (0, 0, 0, 0), (channels, (height - window) // strides + 1, (width - window) // strides + 1)
+    out_h, out_w = -(-height // strides), -(-width // strides)
+    pad_h = max((out_h - 1) * strides + window - height, 0)
+    pad_w = max((out_w - 1) * strides + window - width, 0)
+    return (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), (channels, out_h, out_w)
 
 
 BUILDERS = {"numcnn": numcnn_model, "keras": keras_model, "torch": torch_model}
 
 
+INFERENCE_BATCH = 256  # images per inference call
+
+
 def worker(framework: str, architecture: str, batch: int, steps: int, warmup: int) -> dict:
-    """Seconds per training step (mean of ``steps`` after ``warmup``), in this process."""
+    """Seconds per training step and per inference call of ``INFERENCE_BATCH`` images (means of ``steps``
+    after ``warmup``), and the process's peak RSS, in this process."""
+    import resource
+
     import numpy as np
 
     if framework == "torch":
@@ -135,16 +182,48 @@ def worker(framework: str, architecture: str, batch: int, steps: int, warmup: in
 
         torch.set_num_threads(THREADS)
     shape, spec = ARCHITECTURES[architecture]
-    step = BUILDERS[framework](shape, spec)
+    step, infer = BUILDERS[framework](shape, spec)
     rng = np.random.default_rng(0)
     x = rng.random((batch, *shape), dtype=np.float32)
     y = rng.integers(0, CLASSES, batch)
-    for _ in range(warmup):
-        step(x, y)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(x, y)
-    return {"step_s": (time.perf_counter() - start) / steps}
+    x_infer = rng.random((INFERENCE_BATCH, *shape), dtype=np.float32)
+    result = {}
+    for name, call in (("step_s", lambda: step(x, y)), ("infer_s", lambda: infer(x_infer))):
+        for _ in range(warmup):
+            call()
+        start = time.perf_counter()
+        for _ in range(steps):
+            call()
+        result[name] = (time.perf_counter() - start) / steps
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def training_flops(architecture: str, batch: int) -> tuple[float, float]:
+    """``(direct, winograd)``: floating-point operations of one training step's convolutions and dense layers
+    (2 per multiply-add; forward, input gradient except the first layer's, weight gradient), directly and
+    with Winograd F(2x2, 3x3)'s 16/36 of the multiplications on the 3x3 stride-1 convolutions."""
+    import numcnn
+    from numcnn import layers
+
+    shape, spec = ARCHITECTURES[architecture]
+    model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
+    import numpy as np
+
+    direct = winograd = 0.0
+    first = True
+    for layer in model.layers:
+        if not isinstance(layer, (layers.Conv2D, layers.Dense)):
+            continue
+        kernel = layer.params["kernel"]
+        out_positions = np.prod(layer.output_shape[:-1]) if isinstance(layer, layers.Conv2D) else 1
+        forward = 2.0 * batch * out_positions * kernel.size
+        total = forward * (2 if first else 3)
+        direct += total
+        fast = isinstance(layer, layers.Conv2D) and kernel.shape[:2] == (3, 3) and layer.strides == (1, 1)
+        winograd += total * (16 / 36 if fast else 1)
+        first = False
+    return direct, winograd
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +244,13 @@ def measure(framework, architecture, batch, args) -> float:
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=HERE.parent)
     if result.returncode != 0:
         raise RuntimeError(f"{framework} on {architecture!r} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])["step_s"]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def faster_peer_ratio(milliseconds: dict):
+    """numcnn's time over the faster peer's (< 1: numcnn is faster), or None without numcnn or a peer."""
+    peers = [t for f, t in milliseconds.items() if f != "numcnn"]
+    return milliseconds["numcnn"] / min(peers) if peers and "numcnn" in milliseconds else None
 
 
 def main(argv=None) -> int:
@@ -186,7 +271,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds, args.steps, args.warmup, args.batches = 1, 2, 1, [16]
     sys.path.insert(0, str(HERE))
-    from run import cpu_name
+    from run import cpu_name, sgemm_gflops
 
     frameworks = [f for f in args.frameworks if importable(f)]
     times = {(f, a, b): [] for f in frameworks for a in ARCHITECTURES for b in args.batches}
@@ -198,21 +283,36 @@ def main(argv=None) -> int:
                     print(f"round {round_ + 1}/{args.rounds}: {framework}, {architecture}, batch {batch}",
                           file=sys.stderr)
                     times[(framework, architecture, batch)].append(measure(framework, architecture, batch, args))
-    lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; {THREADS} threads per framework; random data, Adam; "
-             f"mean of {args.steps} training steps after {args.warmup} warm-up, median of {args.rounds} rounds "
-             f"(ms per step)", "",
-             "| architecture | batch | " + " | ".join(frameworks) + " | numcnn / faster peer |",
-             "|---|---|" + "---|" * len(frameworks) + "---|"]
+    peak = sgemm_gflops()
+    lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; {THREADS} threads per framework; OpenBLAS sgemm "
+             f"(n = 1024) {peak:.0f} GFLOP/s; random data, Adam; training: mean of {args.steps} steps after "
+             f"{args.warmup} warm-up; inference: {INFERENCE_BATCH} images per call; median of {args.rounds} rounds",
+             "",
+             "| architecture | batch | train ms: " + " / ".join(frameworks) + " | numcnn / faster peer | "
+             "numcnn GFLOP/s (% of sgemm; Winograd count) | infer ms: " + " / ".join(frameworks)
+             + " | numcnn / faster peer | peak RSS MB: " + " / ".join(frameworks) + " |",
+             "|---|---|---|---|---|---|---|---|"]
     summary = []
     for architecture in ARCHITECTURES:
         for batch in args.batches:
-            medians = {f: statistics.median(times[(f, architecture, batch)]) * 1e3 for f in frameworks}
-            peers = [medians[f] for f in frameworks if f != "numcnn"]
-            ratio = medians["numcnn"] / min(peers) if peers and "numcnn" in medians else None
-            summary.append({"architecture": architecture, "batch": batch, "ms": medians, "ratio": ratio})
-            shown = f"{ratio:.2f}" if ratio is not None else ""
-            lines.append(f"| {architecture} | {batch} | " + " | ".join(f"{medians[f]:.1f}" for f in frameworks)
-                         + f" | {shown} |")
+            runs = {f: times[(f, architecture, batch)] for f in frameworks}
+            train = {f: statistics.median(r["step_s"] for r in runs[f]) * 1e3 for f in frameworks}
+            infer = {f: statistics.median(r["infer_s"] for r in runs[f]) * 1e3 for f in frameworks}
+            rss = {f: max(r["peak_rss_mb"] for r in runs[f]) for f in frameworks}
+            ratios = [faster_peer_ratio(t) for t in (train, infer)]
+            direct, winograd = training_flops(architecture, batch)
+            entry = {"architecture": architecture, "batch": batch, "train_ms": train, "infer_ms": infer,
+                     "peak_rss_mb": rss, "train_ratio": ratios[0], "infer_ratio": ratios[1],
+                     "training_gflop": direct / 1e9, "training_gflop_winograd": winograd / 1e9}
+            summary.append(entry)
+            rate = ""
+            if "numcnn" in train:
+                achieved = direct / train["numcnn"] / 1e6
+                rate = f"{achieved:.0f} ({100 * achieved / peak:.0f}%; {winograd / train['numcnn'] / 1e6:.0f})"
+            shown = [f"{r:.2f}" if r is not None else "" for r in ratios]
+            lines.append(f"| {architecture} | {batch} | " + " / ".join(f"{train[f]:.1f}" for f in frameworks)
+                         + f" | {shown[0]} | {rate} | " + " / ".join(f"{infer[f]:.0f}" for f in frameworks)
+                         + f" | {shown[1]} | " + " / ".join(f"{rss[f]:.0f}" for f in frameworks) + " |")
     table = "\n".join(lines)
     print(table)
     sys.path.insert(0, str(HERE.parent))
@@ -220,7 +320,8 @@ def main(argv=None) -> int:
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out + ".json", json.dumps({"cpu": cpu_name(), "summary": summary,
-                                                      "times_s": {"|".join(map(str, k)): v for k, v in times.items()}},
+                                                      "sgemm_gflops": peak,
+                                                      "runs": {"|".join(map(str, k)): v for k, v in times.items()}},
                                                      indent=1))
     atomic_write_text(args.out + ".md", table + "\n")
     return 0

@@ -11,14 +11,15 @@ peak speed::
 
 Backward: ``dW2 = colsᵀ @ dY``, ``db = sum of dY's rows``, ``dcols = dY @ W2ᵀ``, and col2im adds every
 ``dcols`` entry back to the pixel it was copied from. Several output positions read the same pixel, so the
-adds must not race: each image is handled by one thread (``prange`` over images), in a fixed order, which
-also makes the result bit-identical whatever the thread count.
+adds must not race: each chunk of images is handled by one thread, in a fixed order, which also makes the
+result bit-identical whatever the thread count.
 
-The batch goes through in chunks of images whose ``cols`` matrix has about ``CHUNK_BYTES`` (im2col, GEMM
-and col2im then work on data still in cache: one 14.7 MB matrix for a batch of 128 in the seed model went
-to main memory and back; chunking made a training step ~20% faster). 4 MB beat 2 MB (a batch of 32 in one
-chunk: fewer, larger calls) and 8 or 16 MB (measured per training step). ``cols`` is rebuilt in the backward
-rather than kept: im2col is cheap next to the GEMMs, and memory use no longer grows with it.
+The batch goes through in chunks of a few images whose ``cols`` matrix has about ``CHUNK_BYTES``
+(``parallel.image_chunks``): im2col, GEMM and col2im then work on data still in cache (one 14.7 MB matrix
+for a batch of 128 in the seed model went to main memory and back; chunking made a training step ~20%
+faster; 4 MB beat 2, 8 and 16 MB). The chunks run on numcnn's threads, each calling BLAS single-threaded
+(``kernels.parallel`` says why and how the result stays the same for any thread count). ``cols`` is rebuilt
+in the backward rather than kept: im2col is cheap next to the GEMMs, and memory use no longer grows with it.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import winograd
+from .parallel import image_chunks, run_chunks
 from .reference import conv2d_geometry, pad_nhwc
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def im2col(x_pad, kh, kw, sh, sw, oh, ow, cols):
-    """Fill ``cols`` (N*OH*OW, KH*KW*C) with the receptive fields of ``x_pad`` (N, HP, WP, C)."""
+    """Fill ``cols`` (N*OH*OW, KH*KW*C) with the receptive fields of ``x_pad`` (N, HP, WP, C). Serial (the
+    callers run chunks of images on several threads) and without the GIL."""
     n_images, _, _, channels = x_pad.shape
-    for n in prange(n_images):
+    for n in range(n_images):
         for r in range(oh):
             for c in range(ow):
                 row = (n * oh + r) * ow + c
@@ -47,11 +50,12 @@ def im2col(x_pad, kh, kw, sh, sw, oh, ow, cols):
                             cols[row, start + k] = x_pad[n, r * sh + p, c * sw + q, k]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def col2im(dcols, kh, kw, sh, sw, oh, ow, dx_pad):
-    """Scatter-add ``dcols`` back into ``dx_pad`` (zeroed by the caller); one image per thread: no races."""
+    """Scatter-add ``dcols`` back into ``dx_pad`` (zeroed by the caller), in a fixed order. Serial and without
+    the GIL, like ``im2col``: one chunk of images per thread, so no two threads add to the same pixel."""
     n_images, _, _, channels = dx_pad.shape
-    for n in prange(n_images):
+    for n in range(n_images):
         for r in range(oh):
             for c in range(ow):
                 row = (n * oh + r) * ow + c
@@ -60,9 +64,6 @@ def col2im(dcols, kh, kw, sh, sw, oh, ow, dx_pad):
                         start = (p * kw + q) * channels
                         for k in range(channels):
                             dx_pad[n, r * sh + p, c * sw + q, k] += dcols[row, start + k]
-
-
-CHUNK_BYTES = 4 << 20  # about this many bytes of im2col matrix at a time (see the module docstring)
 
 
 # Opt-in switch for Winograd (see use_winograd): NUMCNN_WINOGRAD=1 in the environment, or set this to True.
@@ -96,23 +97,37 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
     c_out = w.shape[3]
+    w2 = w.reshape(-1, c_out)
     y = np.empty((len(x), oh, ow, c_out), dtype=x.dtype)
-    for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow):
-        np.matmul(cols, w.reshape(-1, c_out), out=y[start:stop].reshape(-1, c_out))
+    chunks = conv_chunks(x_pad, w, oh, ow)
+
+    def work(share):
+        for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow, [chunks[i] for i in share]):
+            np.matmul(cols, w2, out=y[start:stop].reshape(-1, c_out))
+
+    run_chunks(len(chunks), work)
     y += b
     return y, (x.shape, x_pad, w, strides, pads)
 
 
-def im2col_chunks(x_pad, w, strides, oh, ow):
-    """Yield ``(start, stop, cols)``: the im2col matrix of images ``start:stop`` (rows (n, r, c), columns
-    (p, q, k)), about ``CHUNK_BYTES`` at a time, so that ``cols @ w.reshape(-1, C_out)`` is their
-    convolution. One buffer serves every chunk. Only output rows ``r < oh`` and columns ``c < ow`` are built
-    (the fused conv+pool op passes fewer than the full output when pooling drops the last ones)."""
+def conv_chunks(x_pad, w, oh, ow) -> list[tuple[int, int]]:
+    """The chunks of images a convolution of ``x_pad`` with ``w`` goes through: ``parallel.image_chunks`` by
+    the size of one image's im2col matrix (OH*OW rows of KH*KW*C_in)."""
     kh, kw, c_in, _ = w.shape
-    per_chunk = max(1, CHUNK_BYTES // (oh * ow * kh * kw * c_in * x_pad.itemsize))
-    buffer = np.empty((min(per_chunk, len(x_pad)) * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
-    for start in range(0, len(x_pad), per_chunk):
-        stop = min(start + per_chunk, len(x_pad))
+    return image_chunks(len(x_pad), oh * ow * kh * kw * c_in * x_pad.itemsize)
+
+
+def im2col_chunks(x_pad, w, strides, oh, ow, chunks):
+    """Yield ``(start, stop, cols)`` for each ``(start, stop)`` of ``chunks``: the im2col matrix of images
+    ``start:stop`` (rows (n, r, c), columns (p, q, k)), so that ``cols @ w.reshape(-1, C_out)`` is their
+    convolution. One buffer serves every chunk (a fresh array per chunk costs page faults). Only output rows
+    ``r < oh`` and columns ``c < ow`` are built (the fused conv+pool op passes fewer than the full output when
+    pooling drops the last ones)."""
+    kh, kw, c_in, _ = w.shape
+    if not chunks:
+        return
+    buffer = np.empty((max(stop - start for start, stop in chunks) * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
+    for start, stop in chunks:
         cols = buffer[:(stop - start) * oh * ow]
         im2col(x_pad[start:stop], kh, kw, strides[0], strides[1], oh, ow, cols)
         yield start, stop, cols
@@ -129,16 +144,22 @@ def conv2d_backward(dy, cache, need_dx=True):
     _, oh, ow, _ = dy.shape
     dy = np.ascontiguousarray(dy)
     w2 = w.reshape(-1, c_out)
-    dw = np.zeros_like(w2)
+    chunks = conv_chunks(x_pad, w, oh, ow)
+    dw_parts = np.empty((len(chunks), *w2.shape), dtype=w.dtype)  # one partial sum per chunk, added in order
     dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype) if need_dx else None
-    dcols_buffer = None  # one buffer for every chunk (a fresh array per chunk costs page faults)
-    for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow):
-        dy_rows = dy[start:stop].reshape(-1, c_out)
-        dw += cols.T @ dy_rows
-        if need_dx:
-            dcols_buffer = np.empty_like(cols) if dcols_buffer is None else dcols_buffer
-            dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
-            col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
+
+    def work(share):
+        dcols_buffer = None  # one buffer for all of this thread's chunks
+        for i, (start, stop, cols) in zip(share, im2col_chunks(x_pad, w, strides, oh, ow, [chunks[i] for i in share])):
+            dy_rows = dy[start:stop].reshape(-1, c_out)
+            np.matmul(cols.T, dy_rows, out=dw_parts[i])
+            if need_dx:
+                dcols_buffer = np.empty_like(cols) if dcols_buffer is None else dcols_buffer
+                dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
+                col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
+
+    run_chunks(len(chunks), work)
+    dw = dw_parts.sum(axis=0)
     db = dy.reshape(-1, c_out).sum(axis=0)
     if not need_dx:
         return None, dw.reshape(w.shape), db

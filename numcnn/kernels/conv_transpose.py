@@ -12,14 +12,15 @@ I = F, O = C_in), ``y_full`` the padded Conv2D input:
 
 with ``W2 = w.reshape(KH*KW*F, C_in)`` (rows (p, q, j): the column order of im2col) and ``x_rows =
 x.reshape(N*H*W, C_in)``. im2col/col2im are exact copies and adds, so the only rounding is in the GEMMs.
-The batch goes through in chunks of about ``conv.CHUNK_BYTES`` of ``cols``, as in Conv2D.
+The batch goes through in chunks of about ``parallel.CHUNK_BYTES`` of ``cols`` on numcnn's threads, as in Conv2D.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .conv import CHUNK_BYTES, col2im, im2col_chunks
+from .conv import col2im, conv_chunks, im2col_chunks
+from .parallel import image_chunks, run_chunks
 from .reference import conv2d_transpose_geometry, pad_nhwc
 
 
@@ -32,11 +33,14 @@ def conv2d_transpose_forward(x, w, b, strides=(1, 1), padding="valid"):
     top, bottom, left, right = pads
     y_full = np.zeros((n_images, top + oh + bottom, left + ow + right, filters), dtype=x.dtype)
     w2 = w.reshape(kh * kw * filters, c_in)
-    per_chunk = max(1, CHUNK_BYTES // (height * width * kh * kw * filters * x.itemsize))
-    for start in range(0, n_images, per_chunk):
-        stop = min(start + per_chunk, n_images)
-        cols = x[start:stop].reshape(-1, c_in) @ w2.T  # (rows (n, r, c), columns (p, q, j))
-        col2im(cols, kh, kw, strides[0], strides[1], height, width, y_full[start:stop])
+    chunks = image_chunks(n_images, height * width * kh * kw * filters * x.itemsize)
+
+    def work(share):
+        for start, stop in (chunks[i] for i in share):
+            cols = x[start:stop].reshape(-1, c_in) @ w2.T  # (rows (n, r, c), columns (p, q, j))
+            col2im(cols, kh, kw, strides[0], strides[1], height, width, y_full[start:stop])
+
+    run_chunks(len(chunks), work)
     y = np.ascontiguousarray(y_full[:, top:top + oh, left:left + ow, :])
     y += b  # in place: the output keeps the input's dtype
     return y, (x, w, strides, pads)
@@ -51,12 +55,19 @@ def conv2d_transpose_backward(dy, cache, need_dx=True):
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     dy_full = pad_nhwc(dy, pads) if any(pads) else dy  # what 'same' cropped got no gradient: zeros
     w2 = w.reshape(-1, c_in)
-    dw = np.zeros_like(w2)
+    chunks = conv_chunks(dy_full, w, height, width)
+    dw_parts = np.empty((len(chunks), *w2.shape), dtype=w.dtype)  # one partial sum per chunk, added in order
     dx = np.empty_like(x) if need_dx else None
-    for start, stop, cols in im2col_chunks(dy_full, w, strides, height, width):
-        x_rows = x[start:stop].reshape(-1, c_in)
-        dw += cols.T @ x_rows
-        if need_dx:
-            np.matmul(cols, w2, out=dx[start:stop].reshape(-1, c_in))
+
+    def work(share):
+        for i, (start, stop, cols) in zip(share, im2col_chunks(dy_full, w, strides, height, width,
+                                                               [chunks[i] for i in share])):
+            x_rows = x[start:stop].reshape(-1, c_in)
+            np.matmul(cols.T, x_rows, out=dw_parts[i])
+            if need_dx:
+                np.matmul(cols, w2, out=dx[start:stop].reshape(-1, c_in))
+
+    run_chunks(len(chunks), work)
+    dw = dw_parts.sum(axis=0)
     db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
     return dx, dw.reshape(w.shape), db

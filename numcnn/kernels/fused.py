@@ -43,8 +43,9 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from .conv import im2col_chunks
-from .pool import _maxpool_forward, pool_window_row, route_window_row
+from .conv import conv_chunks, im2col_chunks
+from .parallel import run_chunks
+from .pool import maxpool_images, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
 
 # Below this receptive-field size a GEMM is too thin for BLAS to run well (K = 9 ran at 8% of peak).
@@ -79,11 +80,17 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
         conv_pool, _ = _direct_kernels(kh, kw, c_in)
         conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
     else:
-        z_buffer = None  # one buffer for every chunk, as in kernels.conv
-        for start, stop, cols in im2col_chunks(x_pad, w, conv_strides, oh, ow):
-            z_buffer = np.empty((len(cols), c_out), x.dtype) if z_buffer is None else z_buffer
-            z = np.matmul(cols, w.reshape(-1, c_out), out=z_buffer[:len(cols)])
-            _maxpool_forward(z.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop], winner[start:stop])
+        chunks = conv_chunks(x_pad, w, oh, ow)
+
+        def work(share):  # chunks of images on numcnn's threads, as in kernels.conv
+            z_buffer = None  # one buffer for all of this thread's chunks
+            for start, stop, cols in im2col_chunks(x_pad, w, conv_strides, oh, ow, [chunks[i] for i in share]):
+                z_buffer = np.empty((len(cols), c_out), x.dtype) if z_buffer is None else z_buffer
+                z = np.matmul(cols, w.reshape(-1, c_out), out=z_buffer[:len(cols)])
+                maxpool_images(z.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop],
+                               winner[start:stop])
+
+        run_chunks(len(chunks), work)
     return y, (method, x.shape, x_pad, w, conv_strides, pads, geometry, y, winner, relu)
 
 

@@ -70,16 +70,24 @@ def pool_window_row(values, row0, bias, relu, pr, height, width, ph, pw, sh, sw,
             winner_row[pc, k] = best_at[k]
 
 
-@njit(parallel=True, cache=True)
-def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
-    """``pool_window_row`` for every row of windows; one image per thread."""
+@njit(nogil=True, cache=True)
+def maxpool_images(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
+    """``pool_window_row`` for every row of windows of every image, on one thread (without the GIL: the fused
+    Conv2D + MaxPooling2D kernel calls it on chunks of images from several threads)."""
     n_images, height, width, channels = x.shape
-    for n in prange(n_images):
-        buffers = (np.empty(channels, dtype=y.dtype), np.empty(channels, dtype=y.dtype),
-                   np.empty(channels, dtype=np.int32), np.empty(channels, dtype=np.int32))
+    buffers = (np.empty(channels, dtype=y.dtype), np.empty(channels, dtype=y.dtype),
+               np.empty(channels, dtype=np.int32), np.empty(channels, dtype=np.int32))
+    for n in range(n_images):
         for r in range(y.shape[1]):
             pool_window_row(x[n], 0, bias, relu, r, height, width, ph, pw, sh, sw, top, left, buffers, y[n, r],
                             winner[n, r])
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
+    """``maxpool_images``, one image per thread."""
+    for n in prange(x.shape[0]):
+        maxpool_images(x[n:n + 1], bias, relu, ph, pw, sh, sw, top, left, y[n:n + 1], winner[n:n + 1])
 
 
 @njit(cache=True)

@@ -23,12 +23,11 @@ Backward, the forward's steps transposed (``B = (Bᵀ)ᵀ``, ``A = (Aᵀ)ᵀ``):
     dU[e]       = V[e]ᵀ @ dM[e]                       16 products (C_in, T) @ (T, C_out), summed over chunks
     dw          = Gᵀ dU G;   db = Σ dy
 
-Neighbouring tiles overlap by two rows, so ``dx_pad`` is written in two race-free passes: first the even
-tile rows, in parallel, then the odd ones. Every pixel therefore receives its contributions in the same
-order whatever the number of threads: the result is the same bit for bit.
-
-The batch goes through in chunks of images whose ``V`` has about ``CHUNK_BYTES`` (as in ``kernels.conv``:
-transforms and GEMMs then work on data still in cache). Rounding: the transforms add up to 3 terms per
+The batch goes through in chunks of a few images whose ``V`` has about ``parallel.CHUNK_BYTES`` (as in
+``kernels.conv``: transforms and GEMMs then work on data still in cache), on numcnn's threads, one chunk per
+thread at a time with single-threaded BLAS (``kernels.parallel``). Neighbouring tiles overlap, so their
+``dx_pad`` adds must not race: a chunk's tiles are added by one thread, in order, and every pixel receives
+its contributions in the same order whatever the number of threads: the result is the same bit for bit. Rounding: the transforms add up to 3 terms per
 1-D pass and the filter transform's 1/2 is exact, so the extra error over a direct convolution is bounded
 (``tests/test_winograd.py`` derives the bound and checks it; the notebook ``01_convolution`` explains it).
 """
@@ -38,11 +37,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from .parallel import image_chunks, run_chunks
 from .reference import WINOGRAD_G, winograd_geometry, winograd_pad
-
-CHUNK_BYTES = 4 << 20  # about this many bytes of transformed input tiles V per chunk of images
 
 
 # --- the 1-D transforms, written out (each is one matrix-vector product with a 0/±1 matrix) --------------
@@ -70,12 +68,12 @@ def _a(g0, g1):
     return g0, g0 + g1, g0 - g1, -g1
 
 
-# --- the 2-D tile transforms (parallel over rows of tiles: each tile writes its own entries) ---------------
-@njit(parallel=True, cache=True)
+# --- the 2-D tile transforms (serial and without the GIL: the callers run chunks of images on threads) -----
+@njit(nogil=True, cache=True)
 def input_transform(x_pad, th, tw, v):
     """``v[e, t, k] = (Bᵀ d B)[e]`` for every tile ``d = x_pad[n, 2i:2i+4, 2l:2l+4, k]``, ``t = (n*th+i)*tw+l``."""
     n_images, _, _, channels = x_pad.shape
-    for row in prange(n_images * th):
+    for row in range(n_images * th):
         n, i = row // th, row % th
         for l in range(tw):
             t = row * tw + l
@@ -96,11 +94,11 @@ def input_transform(x_pad, th, tw, v):
                 v[12, t, k], v[13, t, k], v[14, t, k], v[15, t, k] = _bt(a3, b3, c3, d3)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def output_transform(m, b, n_images, th, tw, y):
     """``y[n, 2i+a, 2l+c, j] = (Aᵀ M A)[a, c] + b[j]`` for every tile, cut to ``y``'s height and width."""
     _, oh, ow, channels = y.shape
-    for row in prange(n_images * th):
+    for row in range(n_images * th):
         n, i = row // th, row % th
         for l in range(tw):
             t = row * tw + l
@@ -122,13 +120,13 @@ def output_transform(m, b, n_images, th, tw, y):
                         y[n, r + 1, c + 1, j] = y11 + b[j]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def output_gradient_transform(dy, th, tw, dm):
     """``dm[e, t, j] = (A g Aᵀ)[e]`` for every 2x2 tile ``g`` of ``dy`` (0 past its edge): the transpose of
     ``output_transform``."""
     n_images, oh, ow, channels = dy.shape
     zero = dy.dtype.type(0)
-    for row in prange(n_images * th):
+    for row in range(n_images * th):
         n, i = row // th, row % th
         for l in range(tw):
             t = row * tw + l
@@ -165,17 +163,13 @@ def _add_tile_gradient(dv, t, n, r, c, dx_pad):
             dx_pad[n, r + p, c + 3, k] += e3
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def input_gradient_transform(dv, th, tw, dx_pad):
     """Add ``B dV Bᵀ`` of every tile into ``dx_pad`` (zeroed by the caller): the transpose of
-    ``input_transform``. Tile rows ``i`` and ``i + 1`` overlap, ``i`` and ``i + 2`` do not: even rows first,
-    then odd rows, each pass in parallel — no races, and a fixed order of additions for every pixel."""
-    n_images = dx_pad.shape[0]
-    for parity in range(2):
-        half = (th - parity + 1) // 2  # the number of tile rows i < th with i % 2 == parity
-        for job in prange(n_images * half):
-            n, i = job // half, 2 * (job % half) + parity
-            for l in range(tw):  # neighbouring tiles in a row overlap too: one thread adds them in order
+    ``input_transform``. Neighbouring tiles overlap: one thread adds them all, in a fixed order."""
+    for n in range(dx_pad.shape[0]):
+        for i in range(th):
+            for l in range(tw):
                 _add_tile_gradient(dv, (n * th + i) * tw + l, n, 2 * i, 2 * l, dx_pad)
 
 
@@ -207,14 +201,18 @@ class WinogradCache(NamedTuple):
     tiles: tuple
 
 
-def winograd_chunks(x_pad, th, tw):
-    """Yield ``(start, stop, v)``: the transformed tiles (16, T, C_in) of images ``start:stop``, about
-    ``CHUNK_BYTES`` at a time; one buffer serves every chunk."""
-    n_images, _, _, c_in = x_pad.shape
-    per_chunk = max(1, min(n_images, CHUNK_BYTES // (16 * th * tw * c_in * x_pad.itemsize)))
-    buffer = np.empty((16, per_chunk * th * tw, c_in), dtype=x_pad.dtype)
-    for start in range(0, n_images, per_chunk):
-        stop = min(start + per_chunk, n_images)
+def winograd_chunks(x_pad, th, tw) -> list[tuple[int, int]]:
+    """The chunks of images (``parallel.image_chunks``) by the size of one image's transformed tiles."""
+    return image_chunks(len(x_pad), 16 * th * tw * x_pad.shape[3] * x_pad.itemsize)
+
+
+def transformed_chunks(x_pad, th, tw, chunks):
+    """Yield ``(start, stop, v)`` for each ``(start, stop)`` of ``chunks``: the transformed tiles (16, T, C_in)
+    of images ``start:stop``; one buffer serves every chunk."""
+    if not chunks:
+        return
+    buffer = np.empty((16, max(stop - start for start, stop in chunks) * th * tw, x_pad.shape[3]), x_pad.dtype)
+    for start, stop in chunks:
         v = buffer[:, :(stop - start) * th * tw]
         input_transform(x_pad[start:stop], th, tw, v)
         yield start, stop, v
@@ -229,13 +227,18 @@ def winograd_conv3x3_forward(x, w, b, padding="valid"):
     u = filter_transform(w)
     b = np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((len(x), oh, ow, w.shape[3]), dtype=x.dtype)
-    m_buffer = None
-    for start, stop, v in winograd_chunks(x_pad, th, tw):
-        m_buffer = np.empty((16, v.shape[1], w.shape[3]), x.dtype) if m_buffer is None else m_buffer
-        m = m_buffer[:, :v.shape[1]]
-        for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
-            np.matmul(v[e], u[e], out=m[e])
-        output_transform(m, b, stop - start, th, tw, y[start:stop])
+    chunks = winograd_chunks(x_pad, th, tw)
+
+    def work(share):
+        m_buffer = None
+        for start, stop, v in transformed_chunks(x_pad, th, tw, [chunks[i] for i in share]):
+            m_buffer = np.empty((16, v.shape[1], w.shape[3]), x.dtype) if m_buffer is None else m_buffer
+            m = m_buffer[:, :v.shape[1]]
+            for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
+                np.matmul(v[e], u[e], out=m[e])
+            output_transform(m, b, stop - start, th, tw, y[start:stop])
+
+    run_chunks(len(chunks), work)
     return y, WinogradCache(x.shape, x_pad, u, w.shape, pads, (th, tw))
 
 
@@ -244,24 +247,29 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     x_shape, x_pad, u, w_shape, pads, (th, tw) = cache
     c_in, c_out = w_shape[2:]
     dy = np.ascontiguousarray(dy)
-    du = np.zeros((16, c_in, c_out), dtype=dy.dtype)
+    chunks = winograd_chunks(x_pad, th, tw)
+    du_parts = np.empty((len(chunks), 16, c_in, c_out), dtype=dy.dtype)  # one partial dU per chunk
     dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # (16, C_out, C_in)
-    dm_buffer = dv_buffer = None
-    for start, stop, v in winograd_chunks(x_pad, th, tw):
-        tiles = v.shape[1]
-        dm_buffer = np.empty((16, tiles, c_out), dy.dtype) if dm_buffer is None else dm_buffer
-        dm = dm_buffer[:, :tiles]
-        output_gradient_transform(dy[start:stop], th, tw, dm)
-        for e in range(16):  # 2-D products, one per position e (see the forward)
-            du[e] += v[e].T @ dm[e]
-        if need_dx:
-            dv_buffer = np.empty((16, tiles, c_in), dy.dtype) if dv_buffer is None else dv_buffer
-            dv = dv_buffer[:, :tiles]
-            for e in range(16):
-                np.matmul(dm[e], u_t[e], out=dv[e])
-            input_gradient_transform(dv, th, tw, dx_pad[start:stop])
-    dw = filter_gradient_transform(du)
+
+    def work(share):
+        dm_buffer = dv_buffer = None
+        for i, (start, stop, v) in zip(share, transformed_chunks(x_pad, th, tw, [chunks[i] for i in share])):
+            tiles = v.shape[1]
+            dm_buffer = np.empty((16, tiles, c_out), dy.dtype) if dm_buffer is None else dm_buffer
+            dm = dm_buffer[:, :tiles]
+            output_gradient_transform(dy[start:stop], th, tw, dm)
+            for e in range(16):  # 2-D products, one per position e (see the forward)
+                np.matmul(v[e].T, dm[e], out=du_parts[i, e])
+            if need_dx:
+                dv_buffer = np.empty((16, tiles, c_in), dy.dtype) if dv_buffer is None else dv_buffer
+                dv = dv_buffer[:, :tiles]
+                for e in range(16):
+                    np.matmul(dm[e], u_t[e], out=dv[e])
+                input_gradient_transform(dv, th, tw, dx_pad[start:stop])
+
+    run_chunks(len(chunks), work)
+    dw = filter_gradient_transform(du_parts.sum(axis=0))
     db = dy.reshape(-1, c_out).sum(axis=0)
     if not need_dx:
         return None, dw, db

@@ -1,0 +1,86 @@
+"""Coarse-grained parallelism for the GEMM kernels: chunks of images on numcnn's own threads, BLAS on one
+thread inside each.
+
+A convolution by im2col is a sequence of independent chunks (a few images each: im2col, one GEMM, col2im).
+Handing each chunk's GEMM to a multi-threaded BLAS splits an already small matrix product across threads
+that then synchronise several times per product; OpenBLAS's idle threads also *spin* while they wait.
+Measured on the CIFAR-style model (benchmarks/architectures.py, batch 32, 2 cores, Zen 4) with other work on
+the machine: one training step took 105 ms of CPU time with one thread, but 927 ms with two — mostly spinning
+in the convolutions' GEMMs (the first layer's weight gradient, a 27 x 32 result from ~32,000 rows: 2.7 ->
+163 ms). Frameworks avoid this the same way (oneDNN runs one single-threaded kernel per chunk of the batch).
+
+So here each worker thread takes a fixed share of the chunks and runs them one after another, calling
+BLAS single-threaded (``threadpoolctl``), and no thread waits for another until the end. Two rules keep the
+results bit-identical for any number of threads:
+
+* the chunks depend on the batch and the layer only (``image_chunks``), never on the thread count;
+* every chunk writes its own outputs (its images' rows, or its own partial weight gradient, which the
+  caller adds up in chunk order afterwards).
+
+The worker functions must not call Numba ``parallel=True`` kernels (Numba's threading layers do not all
+allow launches from several threads at once): they call the serial ``nogil`` kernels, which release
+Python's GIL as ``numpy.matmul`` does, so the threads really run at the same time.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+
+CHUNK_BYTES = 4 << 20  # about this many bytes of im2col matrix per chunk (see kernels.conv's docstring)
+MIN_CHUNKS = 8  # a batch splits into at least this many chunks (if it has as many images): work for 8 threads
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_blas = None  # threadpoolctl's controller of the BLAS libraries, made on first use
+
+
+def thread_count() -> int:
+    """numcnn's thread count: Numba's (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), one knob for all."""
+    return numba.get_num_threads()
+
+
+def image_chunks(n_images: int, bytes_per_image: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n_images)``: about ``CHUNK_BYTES`` of work buffer per chunk
+    (one image at least), and at least ``MIN_CHUNKS`` chunks when there are that many images. Depends on
+    the shapes only, so a weight gradient summed chunk by chunk is the same sum for any thread count."""
+    per_chunk = max(1, min(CHUNK_BYTES // max(1, bytes_per_image), -(-n_images // MIN_CHUNKS)))
+    return [(start, min(start + per_chunk, n_images)) for start in range(0, n_images, per_chunk)]
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="numcnn")
+        return _pool
+
+
+def single_threaded_blas():
+    """A context in which BLAS runs on one thread (restored after): numcnn's threads do the splitting."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
+
+def run_chunks(n_chunks: int, work) -> None:
+    """Call ``work(indices)`` on each thread's share of ``range(n_chunks)`` (thread t gets t, t + T, ...),
+    with BLAS single-threaded, and wait for all; exceptions are re-raised here. The calling thread takes the
+    first share itself. ``work`` must write only to its own chunks' outputs."""
+    threads = max(1, min(thread_count(), n_chunks))
+    shares = [range(t, n_chunks, threads) for t in range(threads)]
+    with single_threaded_blas():
+        if threads == 1:
+            work(shares[0])
+            return
+        futures = [_executor(threads - 1).submit(work, share) for share in shares[1:]]
+        try:
+            work(shares[0])
+        finally:
+            for future in futures:
+                future.result()
