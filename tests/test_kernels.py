@@ -258,6 +258,56 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
         np.testing.assert_array_equal(a, b_)
 
 
+def test_chunked_gemm_kernels_are_bit_identical_across_thread_counts():
+    """Dense (200 rows: 4 chunks), Conv2DTranspose and Winograd (20 images: 10 chunks) split their batch into
+    chunks fixed by the shapes alone (kernels.parallel), so one thread and all of them give the same bits."""
+    from numcnn.kernels import winograd
+
+    rng = np.random.default_rng(4)
+    x_dense, w_dense, b_dense = (rng.normal(size=s).astype(np.float32) for s in ((200, 30), (30, 7), (7,)))
+    x = rng.normal(size=(20, 6, 6, 4)).astype(np.float32)
+    w_t, w = rng.normal(size=(3, 3, 5, 4)).astype(np.float32), rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+
+    def run():
+        y, cache = fast.dense_forward(x_dense, w_dense, b_dense)
+        out = [y, *fast.dense_backward(np.ones_like(y), cache)]
+        y, cache = fast.conv2d_transpose_forward(x, w_t, bias, (2, 2), "same")
+        out += [y, *fast.conv2d_transpose_backward(np.ones_like(y), cache)]
+        y, cache = winograd.winograd_conv3x3_forward(x, w, bias, "same")
+        return out + [y, *winograd.winograd_conv3x3_backward(np.ones_like(y), cache)]
+
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        expected = run()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        got = run()
+    finally:
+        numba.set_num_threads(previous)
+    for a, b_ in zip(got, expected):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_image_chunks_cover_the_batch_whatever_the_threads():
+    from numcnn.kernels.parallel import MIN_CHUNKS, image_chunks, run_chunks
+
+    for n_images, bytes_per_image in ((1, 10), (7, 10), (20, 10), (300, 1 << 20), (5, 1 << 30)):
+        chunks = image_chunks(n_images, bytes_per_image)
+        assert chunks[0][0] == 0 and chunks[-1][1] == n_images
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(chunks, chunks[1:]))
+        assert len(chunks) >= min(n_images, MIN_CHUNKS)
+    seen = []
+    run_chunks(image_chunks(20, 10), lambda share: seen.extend(share))
+    assert sorted(seen) == [(i, start, stop) for i, (start, stop) in enumerate(image_chunks(20, 10))]
+
+    def fail(share):
+        raise ValueError("chunk failed")
+
+    with pytest.raises(ValueError, match="chunk failed"):
+        run_chunks(image_chunks(20, 10), fail)
+
+
 def test_numba_runs_on_openmp_with_sleeping_idle_threads():
     """numcnn's import picks Numba's OpenMP layer (a parallel loop starts in microseconds, not tens of them)
     and makes OpenMP's idle threads sleep instead of spinning on the cores BLAS needs (README, Performance)."""

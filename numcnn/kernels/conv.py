@@ -102,10 +102,10 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
     chunks = conv_chunks(x_pad, w, oh, ow)
 
     def work(share):
-        for start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow, [chunks[i] for i in share]):
+        for _, start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow, share):
             np.matmul(cols, w2, out=y[start:stop].reshape(-1, c_out))
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     y += b
     return y, (x.shape, x_pad, w, strides, pads)
 
@@ -117,20 +117,21 @@ def conv_chunks(x_pad, w, oh, ow) -> list[tuple[int, int]]:
     return image_chunks(len(x_pad), oh * ow * kh * kw * c_in * x_pad.itemsize)
 
 
-def im2col_chunks(x_pad, w, strides, oh, ow, chunks):
-    """Yield ``(start, stop, cols)`` for each ``(start, stop)`` of ``chunks``: the im2col matrix of images
+def im2col_chunks(x_pad, w, strides, oh, ow, share):
+    """Yield ``(index, start, stop, cols)`` for each chunk ``(index, start, stop)`` of ``share`` (a thread's
+    share of ``parallel.run_chunks``): the im2col matrix of images
     ``start:stop`` (rows (n, r, c), columns (p, q, k)), so that ``cols @ w.reshape(-1, C_out)`` is their
     convolution. One buffer serves every chunk (a fresh array per chunk costs page faults). Only output rows
     ``r < oh`` and columns ``c < ow`` are built (the fused conv+pool op passes fewer than the full output when
     pooling drops the last ones)."""
     kh, kw, c_in, _ = w.shape
-    if not chunks:
+    if not share:
         return
-    buffer = np.empty((max(stop - start for start, stop in chunks) * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
-    for start, stop in chunks:
+    buffer = np.empty((max(stop - start for _, start, stop in share) * oh * ow, kh * kw * c_in), dtype=x_pad.dtype)
+    for index, start, stop in share:
         cols = buffer[:(stop - start) * oh * ow]
         im2col(x_pad[start:stop], kh, kw, strides[0], strides[1], oh, ow, cols)
-        yield start, stop, cols
+        yield index, start, stop, cols
 
 
 def conv2d_backward(dy, cache, need_dx=True):
@@ -150,7 +151,7 @@ def conv2d_backward(dy, cache, need_dx=True):
 
     def work(share):
         dcols_buffer = None  # one buffer for all of this thread's chunks
-        for i, (start, stop, cols) in zip(share, im2col_chunks(x_pad, w, strides, oh, ow, [chunks[i] for i in share])):
+        for i, start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow, share):
             dy_rows = dy[start:stop].reshape(-1, c_out)
             np.matmul(cols.T, dy_rows, out=dw_parts[i])
             if need_dx:
@@ -158,7 +159,7 @@ def conv2d_backward(dy, cache, need_dx=True):
                 dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
                 col2im(dcols, kh, kw, strides[0], strides[1], oh, ow, dx_pad[start:stop])
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     dw = dw_parts.sum(axis=0)
     db = dy.reshape(-1, c_out).sum(axis=0)
     if not need_dx:

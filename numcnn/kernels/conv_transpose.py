@@ -36,11 +36,11 @@ def conv2d_transpose_forward(x, w, b, strides=(1, 1), padding="valid"):
     chunks = image_chunks(n_images, height * width * kh * kw * filters * x.itemsize)
 
     def work(share):
-        for start, stop in (chunks[i] for i in share):
+        for _, start, stop in share:
             cols = x[start:stop].reshape(-1, c_in) @ w2.T  # (rows (n, r, c), columns (p, q, j))
             col2im(cols, kh, kw, strides[0], strides[1], height, width, y_full[start:stop])
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     y = np.ascontiguousarray(y_full[:, top:top + oh, left:left + ow, :])
     y += b  # in place: the output keeps the input's dtype
     return y, (x, w, strides, pads)
@@ -60,14 +60,13 @@ def conv2d_transpose_backward(dy, cache, need_dx=True):
     dx = np.empty_like(x) if need_dx else None
 
     def work(share):
-        for i, (start, stop, cols) in zip(share, im2col_chunks(dy_full, w, strides, height, width,
-                                                               [chunks[i] for i in share])):
+        for i, start, stop, cols in im2col_chunks(dy_full, w, strides, height, width, share):
             x_rows = x[start:stop].reshape(-1, c_in)
             np.matmul(cols.T, x_rows, out=dw_parts[i])
             if need_dx:
                 np.matmul(cols, w2, out=dx[start:stop].reshape(-1, c_in))
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     dw = dw_parts.sum(axis=0)
     db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
     return dx, dw.reshape(w.shape), db

@@ -33,10 +33,10 @@ def dense_forward(x, w, b):
         y = np.empty((len(x), w.shape[1]), dtype=np.result_type(x, w))
 
         def work(share):
-            for start, stop in (chunks[i] for i in share):
+            for _, start, stop in share:
                 np.matmul(x[start:stop], w, out=y[start:stop])
 
-        run_chunks(len(chunks), work)
+        run_chunks(chunks, work)
     y += b
     return y, (x, w)
 
@@ -51,11 +51,10 @@ def dense_backward(dy, cache, need_dx=True):
     dw_parts = np.empty((len(chunks), *w.shape), dtype=np.result_type(x, dy))
 
     def work(share):
-        for i in share:
-            start, stop = chunks[i]
+        for i, start, stop in share:
             np.matmul(x[start:stop].T, dy[start:stop], out=dw_parts[i])
             if need_dx:
                 np.matmul(dy[start:stop], w.T, out=dx[start:stop])
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     return dx, dw_parts.sum(axis=0), dy.sum(axis=0)

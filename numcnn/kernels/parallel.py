@@ -46,7 +46,7 @@ def image_chunks(n_images: int, bytes_per_image: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n_images)``: about ``CHUNK_BYTES`` of work buffer per chunk
     (one image at least), and at least ``MIN_CHUNKS`` chunks when there are that many images. Depends on
     the shapes only, so a weight gradient summed chunk by chunk is the same sum for any thread count."""
-    per_chunk = max(1, min(CHUNK_BYTES // max(1, bytes_per_image), -(-n_images // MIN_CHUNKS)))
+    per_chunk = max(1, min(CHUNK_BYTES // max(1, bytes_per_image), n_images // MIN_CHUNKS))
     return [(start, min(start + per_chunk, n_images)) for start in range(0, n_images, per_chunk)]
 
 
@@ -68,12 +68,13 @@ def single_threaded_blas():
     return _blas.limit(limits=1, user_api="blas")
 
 
-def run_chunks(n_chunks: int, work) -> None:
-    """Call ``work(indices)`` on each thread's share of ``range(n_chunks)`` (thread t gets t, t + T, ...),
-    with BLAS single-threaded, and wait for all; exceptions are re-raised here. The calling thread takes the
-    first share itself. ``work`` must write only to its own chunks' outputs."""
-    threads = max(1, min(thread_count(), n_chunks))
-    shares = [range(t, n_chunks, threads) for t in range(threads)]
+def run_chunks(chunks: list[tuple[int, int]], work) -> None:
+    """Call ``work(share)`` for each thread's share of ``chunks``, a list of ``(index, start, stop)`` (thread t
+    gets chunks t, t + T, ...), with BLAS single-threaded, and wait for all; exceptions are re-raised here. The
+    calling thread takes the first share itself. ``work`` must write only to its own chunks' outputs."""
+    threads = max(1, min(thread_count(), len(chunks)))
+    numbered = [(index, start, stop) for index, (start, stop) in enumerate(chunks)]
+    shares = [numbered[t::threads] for t in range(threads)]
     with single_threaded_blas():
         if threads == 1:
             work(shares[0])

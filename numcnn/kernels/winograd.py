@@ -27,8 +27,9 @@ The batch goes through in chunks of a few images whose ``V`` has about ``paralle
 ``kernels.conv``: transforms and GEMMs then work on data still in cache), on numcnn's threads, one chunk per
 thread at a time with single-threaded BLAS (``kernels.parallel``). Neighbouring tiles overlap, so their
 ``dx_pad`` adds must not race: a chunk's tiles are added by one thread, in order, and every pixel receives
-its contributions in the same order whatever the number of threads: the result is the same bit for bit. Rounding: the transforms add up to 3 terms per
-1-D pass and the filter transform's 1/2 is exact, so the extra error over a direct convolution is bounded
+its contributions in the same order whatever the number of threads: the result is the same bit for bit.
+
+Rounding: the transforms add up to 3 terms per 1-D pass and the filter transform's 1/2 is exact, so the extra error over a direct convolution is bounded
 (``tests/test_winograd.py`` derives the bound and checks it; the notebook ``01_convolution`` explains it).
 """
 
@@ -206,16 +207,16 @@ def winograd_chunks(x_pad, th, tw) -> list[tuple[int, int]]:
     return image_chunks(len(x_pad), 16 * th * tw * x_pad.shape[3] * x_pad.itemsize)
 
 
-def transformed_chunks(x_pad, th, tw, chunks):
-    """Yield ``(start, stop, v)`` for each ``(start, stop)`` of ``chunks``: the transformed tiles (16, T, C_in)
-    of images ``start:stop``; one buffer serves every chunk."""
-    if not chunks:
+def transformed_chunks(x_pad, th, tw, share):
+    """Yield ``(index, start, stop, v)`` for each chunk ``(index, start, stop)`` of ``share`` (as
+    ``conv.im2col_chunks``): the transformed tiles (16, T, C_in) of images ``start:stop``; one buffer."""
+    if not share:
         return
-    buffer = np.empty((16, max(stop - start for start, stop in chunks) * th * tw, x_pad.shape[3]), x_pad.dtype)
-    for start, stop in chunks:
+    buffer = np.empty((16, max(stop - start for _, start, stop in share) * th * tw, x_pad.shape[3]), x_pad.dtype)
+    for index, start, stop in share:
         v = buffer[:, :(stop - start) * th * tw]
         input_transform(x_pad[start:stop], th, tw, v)
-        yield start, stop, v
+        yield index, start, stop, v
 
 
 def winograd_conv3x3_forward(x, w, b, padding="valid"):
@@ -231,14 +232,14 @@ def winograd_conv3x3_forward(x, w, b, padding="valid"):
 
     def work(share):
         m_buffer = None
-        for start, stop, v in transformed_chunks(x_pad, th, tw, [chunks[i] for i in share]):
+        for _, start, stop, v in transformed_chunks(x_pad, th, tw, share):
             m_buffer = np.empty((16, v.shape[1], w.shape[3]), x.dtype) if m_buffer is None else m_buffer
             m = m_buffer[:, :v.shape[1]]
             for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
                 np.matmul(v[e], u[e], out=m[e])
             output_transform(m, b, stop - start, th, tw, y[start:stop])
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     return y, WinogradCache(x.shape, x_pad, u, w.shape, pads, (th, tw))
 
 
@@ -254,7 +255,7 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
 
     def work(share):
         dm_buffer = dv_buffer = None
-        for i, (start, stop, v) in zip(share, transformed_chunks(x_pad, th, tw, [chunks[i] for i in share])):
+        for i, start, stop, v in transformed_chunks(x_pad, th, tw, share):
             tiles = v.shape[1]
             dm_buffer = np.empty((16, tiles, c_out), dy.dtype) if dm_buffer is None else dm_buffer
             dm = dm_buffer[:, :tiles]
@@ -268,7 +269,7 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
                     np.matmul(dm[e], u_t[e], out=dv[e])
                 input_gradient_transform(dv, th, tw, dx_pad[start:stop])
 
-    run_chunks(len(chunks), work)
+    run_chunks(chunks, work)
     dw = filter_gradient_transform(du_parts.sum(axis=0))
     db = dy.reshape(-1, c_out).sum(axis=0)
     if not need_dx:
