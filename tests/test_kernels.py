@@ -308,6 +308,26 @@ def test_image_chunks_cover_the_batch_whatever_the_threads():
         run_chunks(image_chunks(20, 10), fail)
 
 
+def test_blas_threads_are_single_inside_numcnn_and_restored_after():
+    """numcnn's GEMM kernels run BLAS on one thread (kernels.parallel) and give the user's setting back when
+    the outermost of nested uses leaves."""
+    from threadpoolctl import threadpool_info
+
+    from numcnn.kernels.parallel import single_threaded_blas
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    with single_threaded_blas():
+        with single_threaded_blas():
+            pass
+        inside = blas_threads()  # still inside the outer use
+    assert inside == [1] * len(before) and blas_threads() == before
+    fast.conv2d_forward(np.ones((2, 5, 5, 1), np.float32), np.ones((3, 3, 1, 2), np.float32), np.zeros(2, np.float32))
+    assert blas_threads() == before
+
+
 def test_numba_runs_on_openmp_with_sleeping_idle_threads():
     """numcnn's import picks Numba's OpenMP layer (a parallel loop starts in microseconds, not tens of them)
     and makes OpenMP's idle threads sleep instead of spinning on the cores BLAS needs (README, Performance)."""

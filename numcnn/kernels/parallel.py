@@ -24,6 +24,7 @@ Python's GIL as ``numpy.matmul`` does, so the threads really run at the same tim
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,7 +35,9 @@ MIN_CHUNKS = 8  # a batch splits into at least this many chunks (if it has as ma
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-_blas = None  # threadpoolctl's controller of the BLAS libraries, made on first use
+_blas = None  # threadpoolctl's controllers of the loaded BLAS libraries, found on first use
+_blas_users = 0  # how many threads are inside single_threaded_blas() now
+_blas_restore = None  # [(library, its thread count before)], restored when the last of them leaves
 
 
 def thread_count() -> int:
@@ -58,14 +61,29 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+@contextlib.contextmanager
 def single_threaded_blas():
-    """A context in which BLAS runs on one thread (restored after): numcnn's threads do the splitting."""
-    global _blas
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
+    """A context in which BLAS runs on one thread (numcnn's threads do the splitting). Counted, so that nested
+    or overlapping uses restore the user's setting only when the last one leaves."""
+    global _blas, _blas_users, _blas_restore
+    with _pool_lock:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
 
-        _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
+            _blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        if _blas_users == 0:
+            _blas_restore = [(lib, lib.get_num_threads()) for lib in _blas]
+            for lib in _blas:
+                lib.set_num_threads(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _pool_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                for lib, threads in _blas_restore:
+                    lib.set_num_threads(threads)
 
 
 def run_chunks(chunks: list[tuple[int, int]], work) -> None:
