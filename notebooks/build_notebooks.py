@@ -568,6 +568,293 @@ else:
 ]
 
 
+NOTEBOOKS["08_vae_by_hand"] = [
+    ("md", """# 8. A variational autoencoder by hand
+
+`generate_digit(model, seed)` should turn a seed into a *new* digit. A classifier cannot do that; a **conditional
+variational autoencoder** (Kingma & Welling 2014; Sohn et al. 2015) can. Two plain numcnn `Sequential` networks:
+
+* the **encoder** reads an image $x$ (with its label as 10 extra constant input planes) and outputs the mean
+  $\\mu$ and the log-variance $\\log\\sigma^2$ of a Gaussian over a small latent vector $z$: "which styles could
+  have drawn this image";
+* the **decoder** reads $[z, \\text{onehot}(y)]$ and outputs pixel probabilities.
+
+To *generate*, skip the encoder: draw $z \\sim N(0, I)$ from the seed and decode it with the label you want.
+Training makes that work by pulling every $q(z \\mid x)$ towards $N(0, I)$ (the KL term) while asking the decoder
+to redraw $x$ from a sample of it (the reconstruction term). This notebook derives both gradients, checks them
+with finite differences, and trains a small VAE."""),
+    ("code", SETUP + """
+from numcnn.generate import sample_grid, train_generator
+from numcnn.generate.vae import ConditionalVAE
+y_train = y_train.astype(np.int64)"""),
+    ("md", """## The loss
+
+For one image, with $\\sigma = e^{\\log\\sigma^2 / 2}$ and a noise vector $\\varepsilon \\sim N(0, I)$:
+
+$$z = \\mu + \\sigma \\odot \\varepsilon \\qquad \\text{(the reparameterisation)}$$
+
+$$L = \\underbrace{\\sum_{\\text{pixels}} \\mathrm{BCE}(\\ell, x)}_{\\text{reconstruction}}
+\\; + \\; \\beta \\underbrace{\\Big(-\\tfrac12 \\sum_j \\big(1 + \\log\\sigma_j^2 - \\mu_j^2 - \\sigma_j^2\\big)\\Big)}_{\\mathrm{KL}(N(\\mu, \\sigma^2)\\,\\|\\,N(0, I))}$$
+
+where $\\ell$ are the decoder's logits and $\\mathrm{BCE}(\\ell, t) = \\max(\\ell, 0) - \\ell t + \\log(1 + e^{-|\\ell|})$.
+A batch's loss is the mean over its $N$ images. The trick of the reparameterisation: the randomness sits in
+$\\varepsilon$, a constant input, so $z$ is a differentiable function of $\\mu$ and $\\log\\sigma^2$.
+
+## Its gradients, by hand
+
+* Pixels: $\\partial L / \\partial \\ell = \\mathrm{sigmoid}(\\ell) - x$ (sigmoid and BCE fused), carried back
+  through the decoder to $\\partial L / \\partial [z, \\text{onehot}]$. The one-hot is a constant: the backward of the
+  concatenation is a **slice**, keep the first `latent_dim` columns.
+* Reparameterisation: $\\partial z / \\partial \\mu = 1$ and, since $d\\sigma / d\\log\\sigma^2 = \\sigma / 2$,
+  $\\partial z / \\partial \\log\\sigma^2 = \\sigma \\varepsilon / 2$.
+* KL: $\\partial \\mathrm{KL} / \\partial \\mu = \\mu$ and $\\partial \\mathrm{KL} / \\partial \\log\\sigma^2 = (\\sigma^2 - 1) / 2$.
+
+Together, what goes into the encoder's backward:
+
+$$\\frac{\\partial L}{\\partial \\mu} = \\frac{\\partial L}{\\partial z} + \\beta \\mu, \\qquad
+\\frac{\\partial L}{\\partial \\log\\sigma^2} = \\frac{\\partial L}{\\partial z} \\odot \\frac{\\sigma \\varepsilon}{2} + \\beta\\, \\frac{\\sigma^2 - 1}{2}$$
+
+First the two new pieces on their own, against central differences (float64):"""),
+    ("code", """def numerical_gradient(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps; plus = f()
+        x[i] = old - eps; minus = f()
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b))
+
+rng = np.random.default_rng(0)
+mu, logvar, eps = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+upstream = rng.normal(size=(3, 4))        # stands in for dL/dz from the decoder
+
+def kl():
+    return -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar))
+
+def through_z():                          # a loss that sees mu and logvar only through z
+    return np.sum(upstream * (mu + np.exp(logvar / 2) * eps))
+
+print("dKL/dmu          :", relative_error(numerical_gradient(kl, mu), mu))
+print("dKL/dlogvar      :", relative_error(numerical_gradient(kl, logvar), (np.exp(logvar) - 1) / 2))
+print("dz/dmu * dL/dz   :", relative_error(numerical_gradient(through_z, mu), upstream))
+print("dz/dlogvar * dL/dz:", relative_error(numerical_gradient(through_z, logvar), upstream * np.exp(logvar / 2) * eps / 2))"""),
+    ("md", """A wrong derivative fails the same check. The classic slip is $\\partial z / \\partial \\log\\sigma^2 = \\varepsilon$
+(differentiating as if $z = \\mu + \\log\\sigma^2 \\cdot \\varepsilon$):"""),
+    ("code", """print("wrong dz/dlogvar:", relative_error(numerical_gradient(through_z, logvar), upstream * eps), "  <- caught")"""),
+    ("md", """## The whole model
+
+`ConditionalVAE.loss_and_gradients(x, labels, eps)` runs the forward pass, the hand-written backward above and
+returns every weight's gradient. On a small float64 VAE (8x8 images, 2 and 3 filters) each one is checked
+against central differences of the loss:"""),
+    ("code", """small = ConditionalVAE((8, 8, 1), num_classes=3, latent_dim=2, filters=(2, 3), hidden=4, beta=1.0,
+                       seed=0, dtype="float64")
+for network in (small.encoder, small.decoder):   # non-zero biases: no ReLU sits exactly on its kink
+    network.set_weights([w + 0.1 * rng.normal(size=w.shape) if w.ndim == 1 else w for w in network.get_weights()])
+xs, ys = rng.random((3, 8, 8, 1)), np.array([0, 2, 1])
+eps_small = rng.normal(size=(3, 2))
+losses, encoder_grads, decoder_grads = small.loss_and_gradients(xs, ys, eps_small)
+grads = [g.copy() for g in encoder_grads + decoder_grads]
+loss = lambda: small.loss_and_gradients(xs, ys, eps_small)[0]["loss"]
+print(losses)
+params = small.encoder.trainable_params() + small.decoder.trainable_params()
+names = [f"encoder {i}" for i in range(len(encoder_grads))] + [f"decoder {i}" for i in range(len(decoder_grads))]
+for name, param, grad in zip(names, params, grads):
+    print(f"{name}: shape {str(param.shape):15s} relative error {relative_error(numerical_gradient(loss, param, 1e-5), grad):.1e}")"""),
+    ("md", """## A tiny training run
+
+The library's defaults train 30 epochs on 4,000 digits; here 2,000 digits for 4 epochs, to see the method work
+in a few seconds. `train_generator` is Adam over both networks; the seed fixes the weights, the shuffling and
+every $\\varepsilon$, so the run gives the same bits each time."""),
+    ("code", """import time
+start = time.perf_counter()
+vae = train_generator(x_train[:2000], y_train[:2000], kind="vae", epochs=4, seed=0, progress=False)
+print(f"trained in {time.perf_counter() - start:.1f} s")
+for key, values in vae.history.items():
+    print(f"{key:15s}", " ".join(f"{v:7.1f}" for v in values))"""),
+    ("md", """## New digits from seeds
+
+Row = label, column = seed. The seed picks $z$, the *style*; the label picks the class. Down a column the style
+(slant, thickness) stays while the digit changes; along a row the digit stays while the style changes."""),
+    ("code", """grid = sample_grid(vae, labels=range(10), seeds=range(8))
+fig, axes = plt.subplots(10, 8, figsize=(6, 7.5))
+for i in range(10):
+    for j in range(8):
+        axes[i, j].imshow(grid[i, j, :, :, 0], cmap="gray", vmin=0, vmax=1); axes[i, j].axis("off")
+plt.suptitle("sample(vae, label, seed): rows = label 0-9, columns = seed 0-7"); plt.tight_layout(); plt.show()"""),
+    ("md", """After 4 epochs every row is its label, blurry — and the seeds hardly differ. The `kl` line of the history
+says why: a KL below one nat (summed over 16 latent dimensions) means $q(z \\mid x)$ is still almost
+$N(0, I)$ for every image, so $z$ carries almost nothing about the image and the decoder draws each class from
+the label alone: an average digit. This is **posterior collapse**, common early in training, when the label
+already explains most of the image. With longer training the encoder starts to put the *style* into $z$ (the KL
+grows and the seeds differ: the library's 30 epochs give a diversity of 0.7 of real digits in
+`benchmarks/generation_quality.py`).
+
+The blur is the VAE's nature: the decoder is trained to output the *expected* pixels over all the images
+$q(z \\mid x)$ could stand for, an average. The KL weight $\\beta$ sets the trade-off: a larger $\\beta$ pulls every
+$q(z \\mid x)$ closer to $N(0, I)$ (seeds land where the decoder was trained: more recognisable, more alike), a
+smaller one lets the codes spread out (sharper reconstructions, but prior samples fall into gaps between the
+codes of real images and decode to scribbles). numcnn's default is $\\beta = 3$: with $\\beta = 1$ some seeds drew
+the same scribble for every label.
+
+## The latent space: where real digits land
+
+The encoder's $\\mu$ of real test digits, on its two highest-variance directions, against draws from the prior:"""),
+    ("code", """mu_real, _ = vae.encode(x_test[:500], y_test[:500].astype(np.int64))
+centered = mu_real - mu_real.mean(axis=0)
+_, _, directions = np.linalg.svd(centered, full_matrices=False)
+prior = rng.standard_normal((500, vae.latent_dim))
+plt.figure(figsize=(4.5, 4))
+plt.scatter(*(prior @ directions[:2].T).T, s=4, alpha=0.4, label="z ~ N(0, I) (seeds)")
+plt.scatter(*(mu_real @ directions[:2].T).T, s=4, alpha=0.6, label="mu of real test digits")
+plt.legend(); plt.title("latent space, 2 main directions"); plt.tight_layout(); plt.show()
+print("mean |mu| per dimension:", np.abs(mu_real).mean(axis=0).round(2))"""),
+    ("md", """The means of real digits sit in a small cloud, much narrower than the prior: each $q(z \\mid x)$ is a
+Gaussian of standard deviation close to 1 around a mean close to 0, nearly the prior itself. That is the
+collapse above seen from the latent side: the code hardly depends on the image yet. Train longer
+(`epochs=30`, about two minutes of CPU) and run this cell again: measured with numcnn's defaults, about 5 of the
+16 dimensions come into full use (their means spread over the prior's range, standard deviation 0.8-1.1, with
+$\\sigma \\approx 0.2$-$0.45$), 3 or 4 partly, and the other 7 stay unused ($\\sigma > 0.9$, means near 0): the VAE
+spends only as many dimensions as the style needs."""),
+]
+
+NOTEBOOKS["09_gan_by_hand"] = [
+    ("md", """# 9. A generative adversarial network by hand
+
+A GAN (Goodfellow et al. 2014; DCGAN, Radford et al. 2016) trains two plain numcnn `Sequential` networks against
+each other:
+
+* the **generator** $G$ turns $[z, \\text{onehot}(y)]$, $z \\sim N(0, I)$ from the seed, into an image;
+* the **discriminator** $D$ reads an image and outputs a logit $d$: "real" ($d > 0$) or "made by $G$". numcnn's
+  $D$ also outputs 10 class logits $c$ (an auxiliary classifier, AC-GAN, Odena et al. 2017): it is what makes $G$
+  draw *the asked-for* digit.
+
+No autograd: $G$'s gradient is the gradient of $D$'s loss with respect to $D$'s **input**, which `D.backward`
+returns, fed into `G.backward`. This notebook derives the losses, checks that chain with finite differences,
+and trains a small GAN."""),
+    ("code", SETUP + """
+from numcnn.generate import sample_grid, train_generator
+from numcnn.generate.gan import ConditionalGAN
+from numcnn.generate.generative import bce_from_logits, sigmoid, one_hot
+y_train = y_train.astype(np.int64)"""),
+    ("md", """## The two losses
+
+With $\\mathrm{BCE}(d, t) = \\max(d, 0) - d t + \\log(1 + e^{-|d|})$ (binary cross-entropy of a logit) and
+$\\mathrm{CE}$ the softmax cross-entropy of the class logits, over a batch of real images $x$ and fakes $G(z)$:
+
+$$L_D = \\overline{\\mathrm{BCE}(d_{real}, 1)} + \\overline{\\mathrm{BCE}(d_{fake}, 0)} + \\overline{\\mathrm{CE}(c_{real}, y)}$$
+
+$$L_G = \\overline{\\mathrm{BCE}(d_{fake}, 1)} + \\overline{\\mathrm{CE}(c_{fake}, y_{fake})}$$
+
+$D$ learns to tell real from fake (and to classify real digits); $G$ learns to make $D$ call its images real and
+of the asked-for class. $L_G$ is the **non-saturating** loss: the original minimax game would have $G$
+*minimise* $-\\mathrm{BCE}(d_{fake}, 0) = \\log(1 - \\mathrm{sigmoid}(d_{fake}))$. Both push $d_{fake}$ up, but their
+derivatives with respect to the logit differ:
+
+$$\\frac{\\partial}{\\partial d} \\log(1 - \\mathrm{sigmoid}(d)) = -\\mathrm{sigmoid}(d), \\qquad
+\\frac{\\partial}{\\partial d} \\mathrm{BCE}(d, 1) = \\mathrm{sigmoid}(d) - 1$$
+
+Early in training $D$ rejects the fakes easily ($d_{fake} \\ll 0$): there the minimax gradient vanishes and $G$
+learns nothing, while the non-saturating one is close to $-1$, its largest."""),
+    ("code", """d = np.linspace(-8, 8, 200)
+plt.figure(figsize=(5.5, 3.2))
+plt.plot(d, -sigmoid(d), label="minimax: d/dd log(1 - sigmoid(d)) = -sigmoid(d)")
+plt.plot(d, sigmoid(d) - 1, label="non-saturating: d/dd BCE(d, 1) = sigmoid(d) - 1")
+plt.axvspan(-8, -2, color="grey", alpha=0.15); plt.text(-7.8, -0.5, "D rejects\\nthe fakes", fontsize=8)
+plt.xlabel("discriminator logit d of a fake"); plt.ylabel("gradient G receives"); plt.legend(fontsize=7)
+plt.tight_layout(); plt.show()
+# and the derivative of the stable BCE formula, against central differences:
+h = 1e-6
+numerical = (bce_from_logits(d + h, 1.0) - bce_from_logits(d - h, 1.0)) / (2 * h)
+print("max |numerical - (sigmoid(d) - 1)| =", np.abs(numerical - (sigmoid(d) - 1)).max())"""),
+    ("md", """## The generator's gradient is the discriminator's input gradient
+
+$L_G$ depends on $G$'s weights $\\theta$ only through the fake images $F = G(z; \\theta)$:
+
+$$\\frac{\\partial L_G}{\\partial \\theta} = \\frac{\\partial L_G}{\\partial F} \\cdot \\frac{\\partial F}{\\partial \\theta}$$
+
+The first factor is an *input gradient* of $D$: run $D$ forward on $F$, start its backward pass from
+$\\partial L_G / \\partial [d, c] = [(\\mathrm{sigmoid}(d) - 1)/N, (\\mathrm{softmax}(c) - \\text{onehot}(y_{fake}))/N]$,
+and `D.backward` returns $\\partial L_G / \\partial F$. The second factor is `G.backward` of it. Checked on a small
+float64 GAN (8x8 images): first $\\partial L_G / \\partial F$ against central differences in the pixels of $F$:"""),
+    ("code", """def numerical_gradient(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps; plus = f()
+        x[i] = old - eps; minus = f()
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b))
+
+rng = np.random.default_rng(0)
+small = ConditionalGAN((8, 8, 1), num_classes=3, latent_dim=2, filters=(2, 3), dropout=0.0, seed=0, dtype="float64")
+D, G = small.discriminator, small.generator
+D.set_weights([w + 0.1 * rng.normal(size=w.shape) if w.ndim == 1 else w for w in D.get_weights()])
+z, fake_labels = rng.normal(size=(3, 2)), np.array([0, 2, 1])
+fake = G.forward(np.concatenate([z, one_hot(fake_labels, 3, np.float64)], axis=1), training=True)
+
+def generator_loss(images):
+    outputs = D.forward(images, training=True)
+    return small._output_gradient(outputs, fake_labels, 1.0, small.class_weight)   # (L_G, dL_G/d outputs)
+
+_, doutputs = generator_loss(fake)
+dfake = D.backward(doutputs)                      # D's input gradient = dL_G / dF
+print("dL_G/dF vs finite differences:", relative_error(numerical_gradient(lambda: generator_loss(fake)[0], fake), dfake))"""),
+    ("md", """Then the whole training step: `loss_and_gradients` computes $G$'s gradients through that chain and $D$'s
+gradients of $L_D$. Every weight of both, against central differences of the two losses:"""),
+    ("code", """real, real_labels = rng.random((3, 8, 8, 1)), np.array([1, 0, 2])
+losses, g_grads, d_grads = small.loss_and_gradients(real, real_labels, z, fake_labels)
+g_grads, d_grads = [g.copy() for g in g_grads], [g.copy() for g in d_grads]
+print(losses)
+loss_of = lambda key: (lambda: small.loss_and_gradients(real, real_labels, z, fake_labels)[0][key])
+for name, network, grads, key in [("G", G, g_grads, "generator"), ("D", D, d_grads, "discriminator")]:
+    for i, (param, grad) in enumerate(zip(network.trainable_params(), grads)):
+        error = relative_error(numerical_gradient(loss_of(key), param, 1e-5), grad)
+        print(f"{name} weight {i}: shape {str(param.shape):15s} relative error {error:.1e}")"""),
+    ("md", """## A tiny training run
+
+One step: $G$ draws a batch of fakes (for random labels); $D$'s gradients of $L_D$ on real and fake; $G$'s
+gradients of $L_G$ through $D$; one Adam step each ($\\beta_1 = 0.5$, as in DCGAN). The library's defaults train
+on 4,000 digits for 80 epochs; here 2,000 digits for 5 epochs: enough to watch the game start."""),
+    ("code", """import time
+start = time.perf_counter()
+gan = train_generator(x_train[:2000], y_train[:2000], kind="gan", epochs=5, seed=0, progress=False)
+print(f"trained in {time.perf_counter() - start:.1f} s")
+for key, values in gan.history.items():
+    print(f"{key:20s}", " ".join(f"{v:6.2f}" for v in values))"""),
+    ("md", """Neither loss goes to zero: each network's progress is the other's loss. A discriminator loss near 0 would
+mean $D$ wins outright and $G$'s gradient fades; a generator loss collapsing towards 0 while $D$'s explodes would
+mean $D$ has stopped learning."""),
+    ("code", """grid = sample_grid(gan, labels=range(10), seeds=range(8))
+fig, axes = plt.subplots(10, 8, figsize=(6, 7.5))
+for i in range(10):
+    for j in range(8):
+        axes[i, j].imshow(grid[i, j, :, :, 0], cmap="gray", vmin=0, vmax=1); axes[i, j].axis("off")
+plt.suptitle("sample(gan, label, seed) after 5 epochs: rows = label, columns = seed"); plt.tight_layout(); plt.show()"""),
+    ("md", """## Watching for mode collapse
+
+Look along a row of the grid: after this short run the seed hardly matters, each row is nearly *one* blurry
+digit. That is **mode collapse**: the generator has found one image per class that fools the young
+discriminator and has no reason yet to draw others. The losses do not show it; the samples do, and so does a
+number: per class, the mean pairwise distance between the images of different seeds, divided by the same for real
+digits of that class (1: as varied as real data, 0: one picture). With more training the discriminator learns to
+reject the repeated image and the generator spreads out again: numcnn's benchmark
+(`benchmarks/generation_quality.py`, 4,000 digits) measured 0.52 after 40 epochs and 0.75 after 80, the
+default."""),
+    ("code", """from numcnn.generate.quality import diversity
+print(f"diversity of the grid above: {diversity(grid, range(10), x_test, y_test.astype(np.int64)):.2f}")
+collapsed = np.repeat(grid[:, :1], 8, axis=1) + 0.01 * rng.random(grid.shape).astype(np.float32)
+print(f"a collapsed generator (one image per class, tiny noise): {diversity(collapsed, range(10), x_test, y_test.astype(np.int64)):.2f}")"""),
+]
+
+
 def build() -> list[Path]:
     paths = []
     for name, cells in NOTEBOOKS.items():

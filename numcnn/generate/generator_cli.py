@@ -101,7 +101,7 @@ def register_generator_commands(subparsers) -> None:
     train.add_argument("--kind", choices=("vae", "gan"), default="vae", help="the model (default vae)")
     train.add_argument("--dataset", default="mnist-5k",
                        help="mnist-5k (embedded, default), mnist, fashion-mnist, or a path to IDX files/mnist.npz")
-    train.add_argument("--epochs", type=positive_int, help="passes over the data (default: the kind's, 30 VAE / 40 GAN)")
+    train.add_argument("--epochs", type=positive_int, help="passes over the data (default: the kind's, 30 VAE / 80 GAN)")
     train.add_argument("--batch-size", type=positive_int, help="images per step (default: the kind's, 64)")
     train.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of weights, shuffling and noise (default 0): the same seed, the same bits")
