@@ -22,6 +22,10 @@ def mnist():
 
 @pytest.fixture(scope="module")
 def seed_model(mnist):
+    return train_seed_model(mnist)
+
+
+def train_seed_model(mnist):
     """The seed model trained as ``numcnn train`` trains it: embedded sample, 5 epochs, batch 32, seed 0."""
     (x, y), _ = mnist
     model = numcnn.seed_mnist_model(seed=0)
@@ -58,8 +62,12 @@ def shuffle_patches(image, rng, patch=7):
 
 @pytest.fixture(scope="module")
 def judge(mnist):
+    return train_judge(mnist)
+
+
+def train_judge(mnist):
     """An independent classifier: another architecture and seed, trained with noise augmentation and an
-    11th class of noise images ("not a digit")."""
+    11th class of noise images ("not a digit"). (A plain function too: benchmarks/class_images.py uses it.)"""
     (x, y), (x_test, y_test) = mnist
     rng = np.random.default_rng(123)
     noise = noise_images(rng, 1200)

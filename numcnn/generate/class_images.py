@@ -32,6 +32,28 @@ the seed decide *which* digit comes out:
   classifier of tests/test_generate.py: diversity 0 -> 100% recognised, seeds' spread 0.15 of real digits';
   0.15 -> 100%, 0.33; 0.3 -> 85%, 0.50 (a weight that fell to 0 over the steps let them converge again). A batch of one image has no partner, so ``class_image(model, t, seed)`` is
   ``class_images(model, [t], [seed])`` exactly; a cell of a larger grid depends on the grid's seeds.
+
+**In a generator's latent space** (``generator=gen``; Nguyen et al. 2016, "Synthesizing the preferred
+inputs for neurons via deep generator networks"). A conditional generator (``numcnn.generate.train_generator``)
+draws digits, not arbitrary pixel patterns; the search then moves its latent vector ``z`` instead of pixels::
+
+    x(z)  = decode([z, onehot(target)])        the generator's decoder, a numcnn Sequential
+    J(z)  = z_target(classifier(x(z))) - latent_penalty · |z|²
+    ∂J/∂z = [ decoder.backward( classifier.backward_from_logits(e_target) ) ]_{first latent_dim columns}
+            - 2 · latent_penalty · z                                      (chain rule, both backward passes)
+    z    += step · ∂J/∂z / rms(∂J/∂z)          normalised gradient ascent
+
+starting from the seed's own latent vector ``latent_vector(latent_dim, seed)`` (so ``steps=0`` returns
+``sample(gen, target, seed)``). The one-hot label is a constant input: the backward of the concatenation is a
+slice. The seed decides the style (different seeds start in different places and stay near them), the decoder
+keeps the image on the generator's "digit manifold" (no checkerboard: the decoder never drew one), and the
+classifier's logit pushes the image towards what the classifier calls the target. Measured on the seed model
+with a 30-epoch conditional VAE (benchmarks/class_images.py, 10 classes x 10 seeds, the independent judge of
+tests/test_generate.py): the VAE's own samples 84% recognised, seeds' spread 0.81 of real digits'; 15 steps
+(the default) 100%, 0.73 (worst class 0.64); 30 steps 100%, 0.62 (0.43): more steps let the seeds meet.
+
+(The pixel path's faint checkerboard comes from the total-variation term: normalised with the rest, its step
+is an explicit diffusion step too large for the Nyquist frequency. ``tv=0.1`` removes it: 99%, spread 0.68.)
 """
 
 from __future__ import annotations
@@ -40,6 +62,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
+
+
+PIXEL_STEPS = 256   # default steps of gradient ascent in pixel space
+LATENT_STEPS = 15   # ... and in a generator's latent space (measured: more steps let the seeds of a class meet)
 
 
 @dataclass
@@ -206,24 +232,111 @@ def maximise_logits(model, targets, rngs, steps=256, step_size=0.05, prior: Prio
     return x.astype(model.dtype)
 
 
-def class_image(model, target: int, seed: int = 0, steps: int = 256, step_size: float = 0.05,
-                prior: Prior | None = None, start="strokes", value_range=(0.0, 1.0), progress=False, **prior_weights):
+def class_image(model, target: int, seed: int = 0, steps: int | None = None, step_size: float | None = None,
+                prior: Prior | None = None, start="strokes", value_range=(0.0, 1.0), progress=False,
+                generator=None, latent_penalty: float = 0.01, **prior_weights):
     """One image (H, W, C) that model scores as ``target``, from ``seed``. ``prior_weights`` override
-    fields of ``Prior`` (e.g. ``tv=1.0``, ``jitter=0``); ``prior=Prior.off()`` disables the image prior."""
+    fields of ``Prior`` (e.g. ``tv=1.0``, ``jitter=0``); ``prior=Prior.off()`` disables the image prior.
+
+    ``generator``: search a conditional generator's latent space instead of pixels (``maximise_latent``;
+    ``prior``, ``start`` and ``value_range`` are then unused). ``steps`` / ``step_size`` default to 256 / 0.05
+    in pixel space and 15 / 0.05 in latent space."""
+    if generator is not None:
+        return class_images(model, [target], [seed], steps, step_size, progress=progress, generator=generator,
+                            latent_penalty=latent_penalty)[0, 0]
+    steps, step_size = PIXEL_STEPS if steps is None else steps, 0.05 if step_size is None else step_size
     prior = Prior(**{**asdict(prior or Prior()), **prior_weights})
     return maximise_logits(model, [target], [image_rng(seed, target)], steps, step_size, prior, start,
                            value_range, progress)[0]
 
 
-def class_images(model, targets, seeds, steps: int = 256, step_size: float = 0.05, prior: Prior | None = None,
-                 start="strokes", value_range=(0.0, 1.0), progress=False, diversity: float = 0.2, **prior_weights):
+def class_images(model, targets, seeds, steps: int | None = None, step_size: float | None = None,
+                 prior: Prior | None = None, start="strokes", value_range=(0.0, 1.0), progress=False,
+                 diversity: float = 0.2, generator=None, latent_penalty: float = 0.01, **prior_weights):
     """A grid of class images, shape (len(targets), len(seeds), H, W, C), optimised as one batch.
 
     ``diversity``: weight of the term that pushes the seeds of one class apart (0: independent images).
     With ``diversity=0``, image ``[i, j]`` equals ``class_image(model, targets[i], seeds[j])`` up to float
-    rounding (a batch is summed in a different order). The grid is bit-identical from call to call."""
-    prior = Prior(**{**asdict(prior or Prior()), **prior_weights})
+    rounding (a batch is summed in a different order). The grid is bit-identical from call to call.
+
+    ``generator``: a conditional generator (``train_generator`` / ``load_generator``) whose latent space is
+    searched instead of pixels (``maximise_latent``, penalty ``latent_penalty·|z|²``); every image then
+    depends on its own seed only (the diversity term is not used: the seeds' latent vectors differ)."""
     pairs = [(t, s) for t in targets for s in seeds]
+    if generator is not None:
+        images = maximise_latent(model, generator, [t for t, _ in pairs], [s for _, s in pairs],
+                                 LATENT_STEPS if steps is None else steps, 0.05 if step_size is None else step_size,
+                                 latent_penalty, progress)
+        return images.reshape(len(targets), len(seeds), *images.shape[1:])
+    steps, step_size = PIXEL_STEPS if steps is None else steps, 0.05 if step_size is None else step_size
+    prior = Prior(**{**asdict(prior or Prior()), **prior_weights})
     images = maximise_logits(model, [t for t, _ in pairs], [image_rng(s, t) for t, s in pairs], steps, step_size,
                              prior, start, value_range, progress, diversity=diversity)
     return images.reshape(len(targets), len(seeds), *images.shape[1:])
+
+
+# ----------------------------------------------------------------------------------------------
+# In a generator's latent space (Nguyen et al. 2016)
+# ----------------------------------------------------------------------------------------------
+def latent_starts(generator, seeds) -> np.ndarray:
+    """The seeds' latent vectors (N, latent_dim) float64: ``sample(gen, label, seed)``'s own ``z``."""
+    from .generative import check_seed, latent_vector
+
+    return np.stack([latent_vector(generator.latent_dim, check_seed(s)).astype(np.float64) for s in seeds])
+
+
+def check_generator(model, generator) -> None:
+    """The generator must draw what the classifier reads: same image shape, one label per class."""
+    if tuple(generator.image_shape) != tuple(model.input_shape):
+        raise ValueError(f"the generator draws images of shape {tuple(generator.image_shape)}, the model reads "
+                         f"{tuple(model.input_shape)}")
+    if generator.num_classes != model.output_shape[-1]:
+        raise ValueError(f"the generator knows {generator.num_classes} labels, the model {model.output_shape[-1]} "
+                         f"classes")
+
+
+def latent_objective_and_gradient(model, generator, z, targets, latent_penalty: float = 0.0):
+    """``J_n(z_n) = logit_{target_n}(model(decode(z_n, target_n))) - latent_penalty·|z_n|²`` and ``∂J_n/∂z_n``.
+
+    Returns ``(J (N,), dJ/dz (N, latent_dim) float64, images (N, H, W, C))``. The gradient is the classifier's
+    logit input gradient carried back through the decoder by its own ``backward``; the decoder's input is
+    ``[z, onehot]``, so ``dJ/dz`` is the first ``latent_dim`` columns of ``dJ/d(input)``."""
+    from .generative import one_hot
+
+    decoder = generator.decode_network()
+    targets = np.asarray(targets, dtype=np.int64)
+    inputs = np.concatenate([z, one_hot(targets, generator.num_classes, np.float64)], axis=1)
+    images = decoder.forward(inputs.astype(decoder.dtype), training=False)
+    logits = model.forward_logits(images.astype(model.dtype))
+    rows = np.arange(len(targets))
+    d_logits = np.zeros_like(logits)
+    d_logits[rows, targets] = 1  # d(sum of the target logits)/d(logits); each image only sees its own
+    d_images = model.backward_from_logits(d_logits)
+    d_inputs = decoder.backward(d_images.astype(decoder.dtype))
+    gradient = d_inputs[:, :generator.latent_dim].astype(np.float64) - 2 * latent_penalty * z
+    objective = logits[rows, targets].astype(np.float64) - latent_penalty * np.sum(z**2, axis=1)
+    return objective, gradient, images
+
+
+def maximise_latent(model, generator, targets, seeds, steps=LATENT_STEPS, step_size=0.05, latent_penalty=0.01,
+                    progress=False, history=None) -> np.ndarray:
+    """Gradient ascent of ``J`` over the latent vectors, from the seeds' own (see the module docstring).
+
+    Each step moves every ``z_n`` by ``step_size · sqrt(latent_dim)`` in length along its gradient (the step is
+    normalised by the gradient's root mean square). Returns the decoded images (N, H, W, C) float32 of the
+    final ``z`` (``generator.decode``: what ``sample`` would draw from them)."""
+    from tqdm.auto import tqdm
+
+    from .generative import check_label
+
+    check_generator(model, generator)
+    targets = np.array([check_label(generator, t) for t in targets], dtype=np.int64)
+    z = latent_starts(generator, seeds)
+    for step in tqdm(range(steps), desc="generating", disable=not progress, leave=False):
+        objective, gradient, _ = latent_objective_and_gradient(model, generator, z, targets, latent_penalty)
+        rms = np.sqrt(np.mean(gradient**2, axis=1, keepdims=True)) + 1e-12
+        z += step_size * gradient / rms
+        if history is not None:
+            history.append({"step": step, "objective": float(np.mean(objective)),
+                            "latent_norm": float(np.mean(np.linalg.norm(z, axis=1)))})
+    return generator.decode(z.astype(np.float32), targets).astype(model.dtype)

@@ -64,6 +64,18 @@ def save_rgb(image, path):
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_cli_generator(path):
+    """``--generator FILE``: a file ``numcnn train-generator`` wrote; a damaged one is a one-line error."""
+    from ..cli import CLIError
+    from ..errors import ModelFileError
+    from .generative import load_generator
+
+    try:
+        return load_generator(path)
+    except ModelFileError as error:
+        raise CLIError(str(error)) from None
+
+
 def command_generate(args) -> int:
     from ..cli import check_class, check_output_directory, load_cli_model
     from . import Prior, class_images
@@ -74,10 +86,13 @@ def command_generate(args) -> int:
     targets = list(range(model.output_shape[-1])) if args.target is None else [args.target]
     seeds = args.seeds
     prior = Prior.off() if args.no_prior else Prior()
-    if model.input_shape[-1] == 3 and not args.no_prior:  # colour pictures (the artwork model): its own prior
+    if args.generator:  # search the generator's latent space (Nguyen et al. 2016): no image prior needed
+        images = class_images(model, targets, seeds, steps=args.steps, progress=True,
+                              generator=load_cli_generator(args.generator))
+    elif model.input_shape[-1] == 3 and not args.no_prior:  # colour pictures (the artwork model): its own prior
         from .artwork import artwork_grid
 
-        images = artwork_grid(model, targets, seeds, steps=args.steps, progress=True)
+        images = artwork_grid(model, targets, seeds, steps=args.steps or 256, progress=True)
     else:
         images = class_images(model, targets, seeds, steps=args.steps, prior=prior, progress=True)
     probabilities = model.predict(images.reshape(-1, *model.input_shape)).reshape(len(targets), len(seeds), -1)
@@ -196,7 +211,11 @@ def register_cli(subparsers) -> None:
     generate.add_argument("--target", type=non_negative_int, help="class to generate (default: every class)")
     generate.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-4"),
                           help="seeds of the starting images, e.g. 0-9, 1,4,7 or 0-2,7 (default 0-4)")
-    generate.add_argument("--steps", type=positive_int, default=256, help="gradient-ascent steps (default 256)")
+    generate.add_argument("--steps", type=positive_int,
+                          help="gradient-ascent steps (default 256; 15 with --generator)")
+    generate.add_argument("--generator", type=existing_file, metavar="GEN.npz",
+                          help="search this conditional generator's latent space (numcnn train-generator) "
+                               "instead of pixels")
     generate.add_argument("--no-prior", action="store_true", help="plain gradient ascent (shows fooling images)")
     generate.add_argument("--out", type=output_file, default="class_images.png",
                           help="PNG of the labelled grid (default class_images.png)")
