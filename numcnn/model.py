@@ -20,6 +20,7 @@ from . import losses as losses_module
 from . import optimizers as optimizers_module
 from . import validation
 from .errors import ShapeError
+from .kernels.parallel import single_threaded_blas
 from .layers import LAYER_CLASSES, Activation, AffineLayer, Conv2D, Input, Layer
 from .layers.base import snake_case
 from .training import metrics as metrics_module
@@ -144,9 +145,10 @@ class Sequential:
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run every layer in order; each keeps what its ``backward`` needs."""
         x = self._as_batch(x)
-        for step in self.steps():
-            self._last_layer_input = x  # the logits z when the last layer is a Softmax (fused loss)
-            x = self.step_forward(step, x, training)
+        with single_threaded_blas():  # switched once here, not in every kernel (kernels.parallel)
+            for step in self.steps():
+                self._last_layer_input = x  # the logits z when the last layer is a Softmax (fused loss)
+                x = self.step_forward(step, x, training)
         self._last_output = x
         return x
 
@@ -178,12 +180,13 @@ class Sequential:
         computing it (the largest col2im of the model) and None is returned."""
         dy = np.asarray(dy, dtype=self.dtype)
         stop = len(self.layers) if start is None else start
-        for first, last in reversed(self.steps()):
-            if first >= stop:
-                continue
-            if last >= stop:
-                raise ValueError(f"backward cannot start inside the fused layers {first}-{last}")
-            dy = self.step_backward((first, last), dy, need_input_gradient or first > 0)
+        with single_threaded_blas():
+            for first, last in reversed(self.steps()):
+                if first >= stop:
+                    continue
+                if last >= stop:
+                    raise ValueError(f"backward cannot start inside the fused layers {first}-{last}")
+                dy = self.step_backward((first, last), dy, need_input_gradient or first > 0)
         return dy
 
     def _softmax_output(self):
@@ -371,12 +374,15 @@ class Sequential:
         """
         from .training import loop
 
-        return loop.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
-                        validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
-                        class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                        validation_batch_size=validation_batch_size, validation_freq=validation_freq, seed=seed,
-                        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
+        with single_threaded_blas():  # numcnn's kernels split the work themselves (kernels.parallel): BLAS
+            # runs on one thread for the whole run, switched once (switching costs ~75 us, per layer it was 15%)
+            return loop.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                            validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                            class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                            validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                            seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                            resume=resume)
 
     def evaluate(self, x, y, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
                  return_dict=False):

@@ -75,13 +75,13 @@ def use_winograd(x_shape, w_shape, strides) -> bool:
     instead of im2col + GEMM.
 
     Only a 3x3 kernel at stride 1 can (the algorithm's tiles assume both). Measured with
-    ``benchmarks/winograd.py`` (forward + backward, interleaved, medians; README section "Winograd"): with
-    numcnn's default 2 threads Winograd was 2-9x *slower* on the CIFAR-style model's 32-64-channel layers
-    (its 16 thin matrix products per chunk each pay OpenBLAS's thread start-up and synchronisation, which a
-    shared CPU makes worse); with one thread (OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1) it took 0.66-0.93x
-    im2col's time on those layers but 1.0-1.3x on the seed model's. Not clearly faster at numcnn's default
-    threading on any typical training shape, so the automatic rule stays off:
-    Winograd runs only where it is enabled explicitly (``WINOGRAD_ENABLED``). Its results differ from the
+    ``benchmarks/winograd.py --repeats 11`` (forward + backward, interleaved, medians; README section
+    "Winograd"), both run as chunks of images on numcnn's threads with single-threaded BLAS, AMD EPYC Zen 4
+    (AVX-512), 2 threads: Winograd took 1.4-2.5x im2col's time on every shape measured — the CIFAR-style
+    model's four layers at batch 32 and 64, the seed model's, a 128x128x16 map. Its 16 products per chunk have
+    K = C_in (32-64): too thin for BLAS to run near peak, and the transforms are passes over 4x the input's
+    memory; the 2.25x fewer multiplications do not pay for that at these sizes. So the automatic rule stays
+    off: Winograd runs only where it is enabled explicitly (``WINOGRAD_ENABLED``). Its results differ from the
     direct convolution's by rounding (bounded in tests/test_winograd.py), so it is never used by the fused
     Conv2D + MaxPooling2D kernel, whose first-maximum tie rule needs equal receptive fields to give
     bit-equal outputs (``kernels.fused`` calls im2col directly, not this function).
