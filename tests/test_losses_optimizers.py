@@ -53,7 +53,7 @@ def test_cross_entropy_from_extreme_logits_is_finite_and_exact(z):
 
 
 def test_sparse_ce_on_probabilities_clips_like_keras():
-    """TF_PARITY (measured): p_y ≈ 8.8e-27 gives 16.118 (≈ -log 1e-7), not 59.99."""
+    """Measured with Keras (docs/TF_PARITY.md): p_y ≈ 8.8e-27 gives 16.118 (≈ -log 1e-7), not 59.99."""
     p = np.array([[1 - 8.8e-27 - 1e-9, 1e-9, 8.8e-27]], dtype=np.float32)
     value = losses.SparseCategoricalCrossentropy()(np.array([2]), p)
     assert value == pytest.approx(16.118, abs=1e-3)
@@ -108,7 +108,7 @@ def test_adam_state_round_trip_resumes_exactly():
 
 
 def test_glorot_uniform_limit_and_reproducibility():
-    """TF_PARITY (measured): Conv2D(64, 3) on 32 channels has max |w| ≈ sqrt(6 / (9*32 + 9*64)) = 0.08333."""
+    """Measured with Keras (docs/TF_PARITY.md): Conv2D(64, 3) on 32 channels has max |w| ≈ sqrt(6 / (9*32 + 9*64)) = 0.08333."""
     w = initializers.glorot_uniform((3, 3, 32, 64), np.random.default_rng(0))
     assert w.dtype == np.float32
     assert 0.0830 < np.abs(w).max() <= np.sqrt(6 / (9 * 32 + 9 * 64))

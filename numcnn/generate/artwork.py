@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .class_images import _affine, diversity_gradient, image_rng, total_variation_gradient
+from .class_images import _affine, diversity_gradient, image_rng, start_array, total_variation_gradient
 
 
 def seeded_start(shape, rng: np.random.Generator, scales: int = 4, contrast: float = 0.25,
@@ -73,12 +73,7 @@ def _start_batch(shape, rngs, start) -> np.ndarray:
         if start != "noise":
             raise ValueError(f"start must be 'noise' or an image array, got {start!r}")
         return np.stack([seeded_start(shape, rng) for rng in rngs])
-    start = np.asarray(start, dtype=np.float64)
-    if start.shape == tuple(shape):
-        return np.repeat(start[None], len(rngs), axis=0)
-    if start.shape == (len(rngs), *shape):
-        return start.copy()
-    raise ValueError(f"start image must have shape {tuple(shape)} or {(len(rngs), *shape)}, got {start.shape}")
+    return start_array(start, shape, len(rngs))
 
 
 def _transform(rng, jitter: int, rotate: float, scale: float):

@@ -166,12 +166,17 @@ def start_images(shape, rngs, start="strokes", value_range=(0.0, 1.0)) -> np.nda
         if start == "zeros":
             return np.full((len(rngs), *shape), low, dtype=np.float64)
         raise ValueError(f"start must be 'strokes', 'noise', 'zeros' or an image array, got {start!r}")
+    return start_array(start, shape, len(rngs))
+
+
+def start_array(start, shape, count: int) -> np.ndarray:
+    """A given start as ``count`` float64 images: one image (repeated) or one per image already."""
     start = np.asarray(start, dtype=np.float64)
     if start.shape == tuple(shape):
-        return np.repeat(start[None], len(rngs), axis=0)
-    if start.shape == (len(rngs), *shape):
+        return np.repeat(start[None], count, axis=0)
+    if start.shape == (count, *shape):
         return start.copy()
-    raise ValueError(f"start image must have shape {tuple(shape)}, got {start.shape}")
+    raise ValueError(f"start image must have shape {tuple(shape)} or {(count, *shape)}, got {start.shape}")
 
 
 def diversity_gradient(x, targets, sigma: float = 1.0) -> np.ndarray:
