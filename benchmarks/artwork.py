@@ -51,7 +51,7 @@ def train(build, data_seed: int, fit_seed: int, per_class: int, epochs: int, x_t
         seconds = time.perf_counter() - start
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
-    _, accuracy = model.evaluate(x_test, y_test, batch_size=100)
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=100, verbose=0)
     return model, float(accuracy), seconds
 
 
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     generate_seconds = time.perf_counter() - start
     flat = images.reshape(-1, *images.shape[2:])
     targets = np.repeat(np.arange(10), len(seeds))
-    p_model, p_judge = model.predict(flat, batch_size=50), judge.predict(flat, batch_size=50)
+    p_model, p_judge = model.predict(flat, batch_size=50, verbose=0), judge.predict(flat, batch_size=50, verbose=0)
 
     real = np.stack([x_test_u8[y_test == k][0] for k in range(10)]).astype(np.float32) / 255
     image_grid(np.concatenate([real[:, None], images], axis=1), row_labels(),

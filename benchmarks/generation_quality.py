@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     judge = train_judge(x_held, y_held, epochs=8, seed=1)
     # The judge on the real training images (which it never saw): the agreement a perfect generator would get
-    judge_on_real = float(np.mean(np.argmax(judge.predict(x_train, batch_size=256), axis=1) == y_train))
+    judge_on_real = float(np.mean(np.argmax(judge.predict(x_train, batch_size=256, verbose=0), axis=1) == y_train))
     print(f"CPU: {run.cpu_name()}; {threads()}; load average {os.getloadavg()[0]:.1f}; judge trained on "
           f"{len(x_held)} held-out images in {time.perf_counter() - start:.0f} s; it labels the {len(x_train)} "
           f"real training images {judge_on_real:.1%} correctly", flush=True)

@@ -32,7 +32,7 @@ def main():
     print("| model | held-out accuracy | steps | judge: with prior | judge: no prior |")
     print("|---|---|---|---|---|")
     for name, model in (("plain", plain), ("noise + FGSM", robust)):
-        accuracy = model.evaluate(xt, yt)[1]
+        accuracy = model.evaluate(xt, yt, verbose=0)[1]
         for steps in (16, 64, 256):
             with_prior = judged_accuracy(judge, class_images(model, range(10), range(10), steps=steps))
             without = judged_accuracy(judge, class_images(model, range(10), range(10), steps=steps, prior=Prior.off()))

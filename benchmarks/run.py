@@ -58,9 +58,9 @@ def numcnn_worker(x, y, xt, batch_sizes, warmup):
         start = time.perf_counter()
         model.fit(x, y, epochs=1, batch_size=batch, verbose=0, seed=0)
         results[f"train_b{batch}"] = time.perf_counter() - start
-    model.predict(xt[:1000], batch_size=1000)
+    model.predict(xt[:1000], batch_size=1000, verbose=0)
     start = time.perf_counter()
-    model.predict(xt, batch_size=1000)
+    model.predict(xt, batch_size=1000, verbose=0)
     results["inference"] = time.perf_counter() - start
     results["layers"] = numcnn_layer_profile()
     return results

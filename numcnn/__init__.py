@@ -58,7 +58,7 @@ __version__ = "0.1.0"
 
 # Submodules a Keras user reaches for as attributes (``numcnn.datasets.load_mnist()``), imported on first use
 # so that ``import numcnn`` stays fast and never loads TensorFlow or matplotlib.
-LAZY_SUBMODULES = ("datasets", "preprocessing", "generate", "explain", "interop", "callbacks", "utils")
+LAZY_SUBMODULES = ("datasets", "preprocessing", "generate", "explain", "interop", "callbacks", "utils", "models")
 # Keras's spelling -> where the module lives in numcnn (``from numcnn.callbacks import EarlyStopping``).
 MODULE_ALIASES = {f"{__name__}.callbacks": f"{__name__}.training.callbacks"}
 

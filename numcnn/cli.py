@@ -159,7 +159,7 @@ def _train_and_save(args, out, fit=None, root: bool = True) -> int:
     seconds = time.perf_counter() - start
     if not root:
         return 0
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256)
+    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     model.save(out / "model.npz")
     record = {"dataset": args.dataset, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
               "train_seconds": seconds, "test_loss": test_loss, "test_accuracy": test_accuracy,
@@ -197,7 +197,7 @@ def command_evaluate(args) -> int:
     elif "accuracy" not in model.metrics:
         model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[*model.metrics, "accuracy"])
     _, (x_test, y_test) = _load_data(args.dataset)
-    results = model.evaluate(x_test, y_test, batch_size=args.batch_size, return_dict=True)
+    results = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0, return_dict=True)
     print(json.dumps({"loss": results["loss"], **results, "examples": len(x_test)}))  # loss first, as Keras
     return 0
 
@@ -205,7 +205,7 @@ def command_evaluate(args) -> int:
 def command_predict(args) -> int:
     model = load_cli_model(args.model)
     images = np.stack([read_model_image(path, model, invert=args.invert) for path in args.images])
-    probabilities = model.predict(images)
+    probabilities = model.predict(images, verbose=0)
     for path, row in zip(args.images, probabilities):
         print(json.dumps({"image": str(path), "class": int(np.argmax(row)),
                           "probabilities": [round(float(p), 6) for p in row]}))

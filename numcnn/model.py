@@ -384,20 +384,22 @@ class Sequential:
                             seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                             resume=resume)
 
-    def evaluate(self, x, y, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
+    def evaluate(self, x, y, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None,
                  return_dict=False):
         """The loss over ``(x, y)`` as a float when the model has no metrics, else ``[loss, *metrics]`` in compile
         order (a dict with ``return_dict``), as Keras returns them; computed in inference mode ``batch_size``
         examples at a time (only the first ``steps`` batches if given). The loss is the mean over examples,
         computed as Keras does (fused from the logits after a final softmax/sigmoid; weighted by
-        ``sample_weight``)."""
+        ``sample_weight``). ``verbose``: a progress bar and a result line on stderr at 1 (the default "auto", as
+        in Keras), the line alone at 2, nothing at 0."""
         from .training import loop
 
         return loop.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
                              steps=steps, callbacks=callbacks, return_dict=return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None) -> np.ndarray:
-        """Model outputs for ``x``, computed ``batch_size`` examples at a time (default 32)."""
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
+        """Model outputs for ``x``, computed ``batch_size`` examples at a time (default 32); a progress bar on
+        stderr at ``verbose=1`` (the default "auto", as in Keras), none at 0."""
         from .training import loop
 
         return loop.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)

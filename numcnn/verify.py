@@ -393,7 +393,7 @@ def seed_model_rows(steps: int = 20, seed: int = 0) -> list[Row]:
     (x, y), _ = load_embedded_mnist()
     x, y = images_to_input(x), y.astype(np.int64)
     case = "seed MNIST model"
-    rows = [compare(case, "predict (100 digits)", model.predict(x[:100]),
+    rows = [compare(case, "predict (100 digits)", model.predict(x[:100], verbose=0),
                     keras_model.predict(x[:100], verbose=0), "forward")]
     rows += compare_model(case, model, x[:16], seed=seed, keras_model=keras_model)[1:]
     rows += compare_training(case, model, keras_model, mnist_batches(steps, seed))

@@ -580,7 +580,8 @@ before = {name: name in sys.modules for name in sys.argv[1:]}
 heavy = [m for m in ("tensorflow", "keras", "matplotlib", "torch") if m in sys.modules]
 found = {"datasets": numcnn.datasets.load_mnist, "preprocessing": numcnn.preprocessing.images_to_input,
          "generate": numcnn.generate.class_image, "explain": numcnn.explain.saliency,
-         "interop": numcnn.interop.to_keras, "utils": numcnn.utils.to_categorical}
+         "interop": numcnn.interop.to_keras, "utils": numcnn.utils.to_categorical,
+         "models": numcnn.models.load_model}
 from numcnn.callbacks import EarlyStopping
 import numcnn.training.callbacks
 print(json.dumps({"before": before, "heavy": heavy,
@@ -591,7 +592,7 @@ print(json.dumps({"before": before, "heavy": heavy,
 
 def test_import_is_lazy_and_light_and_the_submodules_are_there():
     lazy = ["numcnn.datasets", "numcnn.preprocessing", "numcnn.generate", "numcnn.explain", "numcnn.interop",
-            "numcnn.utils"]
+            "numcnn.utils", "numcnn.models"]
     result = subprocess.run([sys.executable, "-c", LAZY_CHECK, *lazy], capture_output=True, text=True, cwd=ROOT,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -50,6 +50,35 @@ def assert_close(ours, theirs, rel=1e-6):
 
 
 # ------------------------------------------------------------------------------------------------
+# verbose in evaluate / predict (Keras's default "auto": a progress bar), numcnn.models
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("verbose, bar, line", [("auto", True, True), (1, True, True), (2, False, True),
+                                                (0, False, False)])
+def test_evaluate_and_predict_verbose_levels_print_what_keras_prints(capsys, verbose, bar, line):
+    x, y, _ = examples()
+    model = small_model(("accuracy",))
+    loss, accuracy = model.evaluate(x, y, batch_size=8, verbose=verbose)
+    err = capsys.readouterr().err
+    assert ("Evaluate: " in err) is line and ("/5 [" in err) is bar, err  # tqdm: "1/5 [00:00<...]"
+    if line:
+        assert f"accuracy={accuracy:.4f}" in err and f"loss={loss:.4f}" in err
+    model.predict(x, batch_size=8, verbose=verbose)
+    err = capsys.readouterr().err
+    assert ("Predict" in err and "/5 [" in err) is bar, err
+    with pytest.raises(ValueError, match="verbose must be"):
+        model.predict(x, verbose=3)
+
+
+def test_numcnn_models_is_keras_models_spelling(tmp_path):
+    model = small_model()
+    numcnn.models.save_model(model, tmp_path / "m.keras")
+    loaded = numcnn.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, numcnn.models.Sequential) and numcnn.models.Sequential is Sequential
+    x, _, _ = examples()
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# ------------------------------------------------------------------------------------------------
 # evaluate's return, weighted_metrics
 # ------------------------------------------------------------------------------------------------
 METRIC_CASES = {

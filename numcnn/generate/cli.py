@@ -95,7 +95,7 @@ def command_generate(args) -> int:
         images = artwork_grid(model, targets, seeds, steps=args.steps or 256, progress=True)
     else:
         images = class_images(model, targets, seeds, steps=args.steps, prior=prior, progress=True)
-    probabilities = model.predict(images.reshape(-1, *model.input_shape)).reshape(len(targets), len(seeds), -1)
+    probabilities = model.predict(images.reshape(-1, *model.input_shape), verbose=0).reshape(len(targets), len(seeds), -1)
     columns = [f"seed {s}" for s in seeds]
     image_grid(images, [f"class {t}" for t in targets], columns, args.out,
                title="class images (model's confidence in the target: "
@@ -174,7 +174,7 @@ def command_explain(args) -> int:
     model = load_cli_model(args.model)
     check_class(args.target, model)
     x = read_model_image(args.image, model, invert=args.invert)
-    probabilities = model.predict(x[None])[0]
+    probabilities = model.predict(x[None], verbose=0)[0]
     target = int(np.argmax(probabilities)) if args.target is None else args.target
     layer = layer_names(model, args.layer)[0] if args.layer else None
     result = saliency(model, x, target, method=args.method, layer=layer)

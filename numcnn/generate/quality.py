@@ -50,7 +50,7 @@ def features(judge, x, batch_size=256) -> np.ndarray:
 def agreement(judge, grid, labels) -> float:
     """Fraction of ``grid`` (len(labels), S, H, W, C) that the judge assigns to its row's label."""
     rows, seeds = grid.shape[:2]
-    predicted = np.argmax(judge.predict(grid.reshape(rows * seeds, *grid.shape[2:]), batch_size=256), axis=1)
+    predicted = np.argmax(judge.predict(grid.reshape(rows * seeds, *grid.shape[2:]), batch_size=256, verbose=0), axis=1)
     return float(np.mean(predicted.reshape(rows, seeds) == np.asarray(labels)[:, None]))
 
 

@@ -250,12 +250,24 @@ def fit(model, x, y, batch_size=None, epochs=1, verbose="auto", callbacks=None, 
         if saver is not None:
             saver.save(model, state, callback_list)
         if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in epoch_logs.items()),
-                  file=sys.stderr)
+            print(f"Epoch {epoch + 1}/{epochs}: " + _log_line(epoch_logs), file=sys.stderr)
         if model.stop_training:
             break
     callback_list.on_train_end(epoch_logs)
     return callback_list.history
+
+
+def _log_line(logs) -> str:
+    return ", ".join(f"{key}={value:.4f}" for key, value in logs.items())
+
+
+def _progress(n_batches: int, description: str, verbose: int):
+    """``range(n_batches)``, with a progress bar on stderr at ``verbose=1`` (cleared when done, as the line
+    printed after it says the result)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(n_batches), desc=description, unit="batch", disable=verbose != 1, leave=False,
+                file=sys.stderr)
 
 
 def _optional_steps(value, name: str):
@@ -331,7 +343,7 @@ def _run_epoch(model, x, y, sample_weight, order, batch_size, steps_per_epoch, e
 # ----------------------------------------------------------------------------------------------
 # evaluate, predict
 # ----------------------------------------------------------------------------------------------
-def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, steps=None, callbacks=None,
+def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None,
              return_dict=False):
     """The loss and metrics over ``(x, y)``, batch by batch in inference mode, returned as Keras returns them
     (``keras_return``: the loss alone as a float, ``[loss, *metrics]`` with metrics, a dict with
@@ -350,7 +362,7 @@ def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, steps=
         callbacks, model=model, verbose=verbose, epochs=1, steps=n_batches)
     means = running_means(model)
     callback_list.on_test_begin()
-    for batch_index in range(n_batches):
+    for batch_index in _progress(n_batches, "Evaluate", verbose):
         callback_list.on_test_batch_begin(batch_index)
         batch = slice(batch_index * batch_size, (batch_index + 1) * batch_size)
         xb, yb = x[batch], y[batch]
@@ -360,19 +372,24 @@ def evaluate(model, x, y, batch_size=None, verbose=0, sample_weight=None, steps=
         callback_list.on_test_batch_end(batch_index, means.results())
     logs = dict(sorted(means.results().items()))
     callback_list.on_test_end(logs)
+    if verbose:
+        print("Evaluate: " + _log_line(logs), file=sys.stderr)
     return keras_return(logs, model, return_dict)
 
 
-def predict(model, x, batch_size=None, verbose=0, callbacks=None) -> np.ndarray:
-    """Model outputs for ``x``, computed ``batch_size`` examples at a time (inference mode)."""
+def predict(model, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
+    """Model outputs for ``x``, computed ``batch_size`` examples at a time (inference mode); a progress bar at
+    ``verbose=1`` ("auto")."""
     x = model._as_batch(x, require_finite=True)
-    batch_size = _batch_size(batch_size)
+    batch_size, verbose = _batch_size(batch_size), _verbosity(verbose)
+    n_batches = math.ceil(len(x) / batch_size)
     callback_list = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        callbacks, model=model, verbose=_verbosity(verbose), epochs=1, steps=math.ceil(len(x) / batch_size))
+        callbacks, model=model, verbose=verbose, epochs=1, steps=n_batches)
     callback_list.on_predict_begin()
     outputs = []
-    for batch_index, start in enumerate(range(0, len(x), batch_size)):
+    for batch_index in _progress(n_batches, "Predict", verbose):
         callback_list.on_predict_batch_begin(batch_index)
+        start = batch_index * batch_size
         outputs.append(model.forward(x[start:start + batch_size]))
         callback_list.on_predict_batch_end(batch_index, {"outputs": outputs[-1]})
     callback_list.on_predict_end()
