@@ -21,7 +21,7 @@ from . import optimizers as optimizers_module
 from . import validation
 from .errors import ShapeError
 from .kernels.parallel import single_threaded_blas
-from .layers import LAYER_CLASSES, Activation, AffineLayer, Conv2D, Input, Layer
+from .layers import LAYER_CLASSES, Activation, AffineLayer, Conv2D, Input, Layer, MaxPooling2D
 from .layers.base import snake_case
 from .training import metrics as metrics_module
 from .training.callbacks import History  # noqa: F401  (re-exported: numcnn.History, what fit returns)
@@ -142,22 +142,48 @@ class Sequential:
             index += 2 if fused else 1
         return steps
 
+    def inference_steps(self) -> list[tuple[int, int]]:
+        """``steps()`` for an inference-mode forward: each Conv2D followed by a BatchNormalization (and a
+        ReLU) becomes one step, ``Conv2D.forward_normalized`` (the same operations, chunk by chunk while the
+        convolution's output is in cache). Each layer keeps its own cache, so ``backward`` (which goes by
+        ``steps()``) works after it as after the layers run one by one."""
+        steps, index = [], 0
+        for first, last in self.steps():
+            if first < index:  # taken into the step before
+                continue
+            layer = self.layers[first]
+            following = self.layers[first + 1] if first + 1 < len(self.layers) else None
+            if not (self.fuse_layers and first == last and isinstance(layer, Conv2D)
+                    and layer.fuses_normalization(following)):
+                steps.append((first, last))
+                index = last + 1
+                continue
+            after = self.layers[first + 2] if first + 2 < len(self.layers) else None
+            last = first + 2 if isinstance(after, Activation) and after.is_relu() else first + 1
+            steps.append((first, last))
+            index = last + 1
+        return steps
+
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run every layer in order; each keeps what its ``backward`` needs."""
         x = self._as_batch(x)
         with single_threaded_blas():  # switched once here, not in every kernel (kernels.parallel)
-            for step in self.steps():
+            for step in self.steps() if training else self.inference_steps():
                 self._last_layer_input = x  # the logits z when the last layer is a Softmax (fused loss)
                 x = self.step_forward(step, x, training)
         self._last_output = x
         return x
 
     def step_forward(self, step: tuple[int, int], x, training: bool = False) -> np.ndarray:
-        """Forward of one step of ``steps()``: one layer, or a fused Conv2D + MaxPooling2D pair."""
+        """Forward of one step of ``steps()`` or ``inference_steps()``: one layer, a fused Conv2D +
+        MaxPooling2D pair, or an inference-mode Conv2D + BatchNormalization (+ ReLU)."""
         first, last = step
-        if last > first:
+        if last == first:
+            return self.layers[first].forward(x, training=training)
+        if isinstance(self.layers[first + 1], MaxPooling2D):
             return self.layers[first].forward_pooled(x, self.layers[last], training=training)
-        return self.layers[first].forward(x, training=training)
+        relu = self.layers[last] if last == first + 2 else None
+        return self.layers[first].forward_normalized(x, self.layers[first + 1], relu)
 
     def step_backward(self, step: tuple[int, int], dy, need_input_gradient: bool = True):
         """Backward of one step (after its ``step_forward``); returns ``dL/d(step input)`` or None when not

@@ -569,3 +569,45 @@ def test_training_with_batchnorm_and_dropout_killed_mid_epoch_resumes_bit_identi
     resumed.fit(x, y, **FIT, checkpoint_dir=tmp_path, resume=True)
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inference: Conv2D -> BatchNormalization -> ReLU run chunk by chunk (Conv2D.forward_normalized)
+# ------------------------------------------------------------------------------------------------
+def layer_by_layer(model, x):
+    """The model's inference output with every layer run on its own through the kernels (no fused step)."""
+    for layer in model.layers:
+        if isinstance(layer, Conv2D):
+            x, _ = kernels.conv2d_forward(x, layer.params["kernel"], layer._bias(), layer.strides, layer.padding)
+            x = kernels.relu_forward(x)[0] if layer.activation == "relu" else x
+        else:
+            x = layer.forward(x, training=False)
+    return x
+
+
+@pytest.mark.parametrize("padding, relu_layer", [("same", True), ("valid", False)])
+def test_conv_batchnorm_relu_inference_step_is_bit_identical_to_the_layers_one_by_one(padding, relu_layer):
+    block = [Conv2D(6, 3, padding=padding, use_bias=False), BatchNormalization()] + ([ReLU()] if relu_layer else [])
+    model = Sequential([Input((9, 9, 3)), Conv2D(4, 3, activation="relu", padding="same"), *block,
+                        Flatten(), Dense(3, activation="softmax")], seed=3)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 9, 9, 3)).astype(np.float32), rng.integers(0, 3, 40)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)  # moving statistics away from 0 and 1
+    assert (1, 3 if relu_layer else 2) in model.inference_steps()  # the fused step is taken
+    np.testing.assert_array_equal(model.predict(x, batch_size=40, verbose=0), layer_by_layer(model, x))
+    # backward after the fused inference forward: each layer kept its own cache
+    loss, dx = model.loss_and_input_gradient(x, y)
+    model.fuse_layers = False
+    loss_alone, dx_alone = model.loss_and_input_gradient(x, y)
+    assert loss == loss_alone
+    np.testing.assert_array_equal(dx, dx_alone)
+
+
+def test_conv_relu_epilogue_is_relu_of_the_convolution_at_any_image_size():
+    layer = Conv2D(5, 3, activation="relu", padding="same")
+    Sequential([Input((8, 8, 2)), layer], seed=0)
+    x = np.random.default_rng(1).normal(size=(11, 13, 6, 2)).astype(np.float32)  # not the built size: allowed
+    z, _ = kernels.conv2d_forward(x, layer.params["kernel"], layer._bias(), layer.strides, layer.padding)
+    np.testing.assert_array_equal(layer.forward(x), kernels.relu_forward(z)[0])
+    np.testing.assert_array_equal(layer.pre_activation, z)

@@ -92,7 +92,7 @@ _key_numba_cache_on_kernel_sources()
 
 from . import reference  # noqa: E402  (every kernel import comes after the cache keying above)
 from .activations import (ACTIVATIONS, activation_name, elu_backward, elu_forward, gelu_backward, gelu_forward,
-                          leaky_relu_backward, leaky_relu_forward, relu_backward, relu_forward,
+                          leaky_relu_backward, leaky_relu_forward, relu_backward, relu_forward, relu_into,
                           sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward,
                           tanh_backward, tanh_forward)
 from .conv import conv2d_backward, conv2d_forward
@@ -100,8 +100,8 @@ from .conv_transpose import conv2d_transpose_backward, conv2d_transpose_forward
 from .dense import dense_backward, dense_forward
 from .fused import conv_pool_backward, conv_pool_forward
 from .geometry import as_pair, output_size_and_padding
-from .normalization import (batchnorm_backward, batchnorm_forward, batchnorm_moments, dropout_backward,
-                            dropout_forward)
+from .normalization import (batchnorm_backward, batchnorm_cache, batchnorm_forward, batchnorm_moments,
+                            batchnorm_terms, dropout_backward, dropout_forward, normalize_rows)
 from .pool import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward, global_avgpool2d_forward,
                    global_maxpool2d_backward, global_maxpool2d_forward, maxpool2d_backward, maxpool2d_forward)
 from .resample import upsampling2d_backward, upsampling2d_forward, zero_padding2d_backward, zero_padding2d_forward
@@ -123,7 +123,8 @@ __all__ = [
     "elu_forward", "elu_backward", "gelu_forward", "gelu_backward",
     "leaky_relu_forward", "leaky_relu_backward", "ACTIVATIONS", "activation_name",
     "conv2d_transpose_forward", "conv2d_transpose_backward",
-    "batchnorm_moments", "batchnorm_forward", "batchnorm_backward",
+    "batchnorm_moments", "batchnorm_forward", "batchnorm_backward", "batchnorm_terms", "batchnorm_cache",
+    "normalize_rows", "relu_into",
     "dropout_forward", "dropout_backward",
     "output_size_and_padding", "as_pair",
 ]

@@ -45,6 +45,15 @@ def _relu_backward(dy, x, dx):
         dx[i] = dy[i] if x[i] > 0 else zero
 
 
+@njit(nogil=True, cache=True)
+def relu_into(x, y):
+    """``y = max(x, 0)`` on flat arrays, as ``relu_forward``: serial and without the GIL, for numcnn's worker
+    threads (a convolution applies it to each chunk of its output while the chunk is still in cache)."""
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        y[i] = x[i] if x[i] > 0 else zero
+
+
 def relu_forward(x):
     """``y = max(x, 0)``; the cache is ``x`` itself (backward needs only its sign)."""
     x = np.ascontiguousarray(x)

@@ -89,11 +89,20 @@ def use_winograd(x_shape, w_shape, strides) -> bool:
     return WINOGRAD_ENABLED and tuple(w_shape[:2]) == (3, 3) and tuple(strides) == (1, 1)
 
 
-def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
+def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None):
     """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM
-    (or Winograd F(2x2, 3x3) where ``use_winograd`` says so: the same sum up to rounding)."""
+    (or Winograd F(2x2, 3x3) where ``use_winograd`` says so: the same sum up to rounding).
+
+    ``epilogue(start, stop, rows)``, if given, is called on each chunk's output ``rows`` (images
+    ``start:stop`` as (rows, C_out)) right after its bias is added, on the thread that computed it: the
+    layer that follows (a ReLU, an inference-mode batch normalization) then reads the chunk from cache
+    instead of making its own pass over memory. It must be a serial ``nogil`` kernel writing only its
+    chunk's outputs (``kernels.parallel``)."""
     if use_winograd(x.shape, w.shape, strides):
-        return winograd.winograd_conv3x3_forward(x, w, b, padding)
+        y, cache = winograd.winograd_conv3x3_forward(x, w, b, padding)
+        if epilogue is not None:
+            epilogue(0, len(x), y.reshape(-1, y.shape[-1]))
+        return y, cache
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
     c_out = w.shape[3]
@@ -103,10 +112,12 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid"):
 
     def work(share):
         for _, start, stop, cols in im2col_chunks(x_pad, w, strides, oh, ow, share):
-            np.matmul(cols, w2, out=y[start:stop].reshape(-1, c_out))
+            rows = np.matmul(cols, w2, out=y[start:stop].reshape(-1, c_out))
+            rows += b  # here, not over the whole y afterwards: the chunk is still in cache
+            if epilogue is not None:
+                epilogue(start, stop, rows)
 
     run_chunks(chunks, work)
-    y += b
     return y, (x.shape, x_pad, w, strides, pads)
 
 

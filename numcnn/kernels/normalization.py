@@ -73,8 +73,10 @@ def batchnorm_moments(x):
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _normalize(x, mean, inv_std, gamma, beta, y):
+    """``y = gamma * ((x - mean) * inv_std) + beta`` on rows (M, C). Serial and without the GIL: numcnn's
+    worker threads call it on chunks of a convolution's output (``normalize_rows``)."""
     for m in range(x.shape[0]):
         for c in range(x.shape[1]):
             y[m, c] = gamma[c] * ((x[m, c] - mean[c]) * inv_std[c]) + beta[c]
@@ -86,15 +88,34 @@ def _inverse_std(var, epsilon, dtype):
     return (one / np.sqrt(var.astype(dtype) + dtype.type(epsilon))).astype(dtype)
 
 
+def batchnorm_terms(dtype, gamma, beta, mean, var, epsilon):
+    """``(gamma, beta, mean, inv_std)`` as ``batchnorm_forward`` uses them: contiguous, in ``dtype``."""
+    dtype = np.dtype(dtype)
+    gamma, beta, mean = (np.ascontiguousarray(a, dtype=dtype) for a in (gamma, beta, mean))
+    return gamma, beta, mean, _inverse_std(var, epsilon, dtype)
+
+
 def batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics):
     """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` per channel; shapes x (..., C), the rest (C,)."""
-    dtype = x.dtype
     rows = _as_rows(x)
-    gamma, beta, mean = (np.ascontiguousarray(a, dtype=dtype) for a in (gamma, beta, mean))
-    inv_std = _inverse_std(var, epsilon, dtype)
+    gamma, beta, mean, inv_std = batchnorm_terms(x.dtype, gamma, beta, mean, var, epsilon)
     y = np.empty_like(rows)
     _normalize(rows, mean, inv_std, gamma, beta, y)
-    return y.reshape(x.shape), (rows, x.shape, gamma, mean, inv_std, bool(batch_statistics))
+    return y.reshape(x.shape), batchnorm_cache(rows, x.shape, (gamma, beta, mean, inv_std), batch_statistics)
+
+
+def batchnorm_cache(rows, shape, terms, batch_statistics=False):
+    """The cache ``batchnorm_backward`` takes, for input rows ``rows`` (M, C) of an input of ``shape``."""
+    gamma, _, mean, inv_std = terms
+    return rows, shape, gamma, mean, inv_std, bool(batch_statistics)
+
+
+def normalize_rows(x_rows, terms, y_rows) -> None:
+    """``batchnorm_forward``'s output for the rows ``x_rows`` (M, C), written to ``y_rows``, with the moving
+    statistics in ``terms`` (``batchnorm_terms``): the same operations, callable from numcnn's worker threads
+    on one chunk of a convolution's output while it is still in cache (``kernels.conv``'s ``epilogue``)."""
+    gamma, beta, mean, inv_std = terms
+    _normalize(x_rows, mean, inv_std, gamma, beta, y_rows)
 
 
 @njit(cache=True)

@@ -25,6 +25,7 @@ Python's GIL as ``numpy.matmul`` does, so the threads really run at the same tim
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,11 +47,19 @@ def thread_count() -> int:
 
 
 def image_chunks(n_images: int, bytes_per_image: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(n_images)``: about ``CHUNK_BYTES`` of work buffer per chunk
-    (one image at least), and at least ``MIN_CHUNKS`` chunks when there are that many images. Depends on
-    the shapes only, so a weight gradient summed chunk by chunk is the same sum for any thread count."""
-    per_chunk = max(1, min(CHUNK_BYTES // max(1, bytes_per_image), n_images // MIN_CHUNKS))
-    return [(start, min(start + per_chunk, n_images)) for start in range(0, n_images, per_chunk)]
+    """``[(start, stop), ...]`` covering ``range(n_images)``: at most about ``CHUNK_BYTES`` of work buffer per
+    chunk (one image at least), and a multiple of ``MIN_CHUNKS`` chunks when there are that many images, whose
+    sizes differ by one image at most — so that 2, 4 or 8 threads get equal work (11 chunks on 2 threads left
+    one thread idle for a twelfth of the CIFAR-style model's largest convolution). Depends on the shapes only,
+    so a weight gradient summed chunk by chunk is the same sum for any thread count."""
+    fits = max(1, CHUNK_BYTES // max(1, bytes_per_image))  # images per chunk within CHUNK_BYTES
+    needed = math.ceil(n_images / fits)
+    count = min(n_images, math.ceil(needed / MIN_CHUNKS) * MIN_CHUNKS)  # (all of them when fewer than 8)
+    base, extra = divmod(n_images, max(count, 1))
+    bounds = [0]
+    for index in range(count):
+        bounds.append(bounds[-1] + base + (index < extra))
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:

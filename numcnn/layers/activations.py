@@ -47,6 +47,16 @@ class Activation(Layer):
     def backward(self, dy):
         return self._backward_kernel(dy, self._cache)
 
+    def is_relu(self) -> bool:
+        return self.activation == "relu"
+
+    def keep_input(self, x) -> None:
+        """Keep what ``backward`` needs after a ReLU forward of ``x`` computed by the layer before
+        (``Conv2D.forward_normalized``); only for ``is_relu()`` layers (ReLU's cache is its input)."""
+        if not self.is_relu():
+            raise TypeError(f"layer {self.name!r} is not a ReLU")
+        self._cache = x
+
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
 

@@ -74,11 +74,59 @@ class Conv2D(_Convolution2D):
         out_w = output_size_and_padding(width, self.kernel_size[1], self.strides[1], self.padding)[0]
         return (out_h, out_w, self.filters)
 
-    def affine_forward(self, x, w, b):
-        return kernels.conv2d_forward(x, w, b, self.strides, self.padding)
+    def affine_forward(self, x, w, b, epilogue=None):
+        return kernels.conv2d_forward(x, w, b, self.strides, self.padding, epilogue=epilogue)
 
     def affine_backward(self, dz, cache, need_dx=True):
         return kernels.conv2d_backward(dz, cache, need_dx)
+
+    def forward(self, x, training=False):
+        """As every affine layer's forward; a ReLU activation is applied to each chunk of the convolution's
+        output while it is still in cache (``kernels.conv2d_forward``'s ``epilogue``): the same operations
+        as ``relu_forward`` after it, one pass over memory fewer."""
+        if self.activation != "relu":
+            return super().forward(x, training)
+        self.check_input(x)
+        y = np.empty((len(x), *self.compute_output_shape(x.shape[1:])), dtype=x.dtype)
+
+        def relu(start, stop, rows):
+            kernels.relu_into(rows.reshape(-1), y[start:stop].reshape(-1))
+
+        z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=relu)
+        self.pre_activation = self._activation_cache = z  # (ReLU's cache is its input, as relu_forward's)
+        return y
+
+    # --- inference: this layer, a BatchNormalization and a ReLU after it, chunk by chunk ------------
+    def fuses_normalization(self, following) -> bool:
+        """Whether ``Sequential`` may run this layer and ``following`` (a BatchNormalization) as one step at
+        inference (``forward_normalized``): a linear activation, as the Conv2D -> BN -> ReLU block has."""
+        from .normalization import BatchNormalization
+
+        return isinstance(following, BatchNormalization) and self.activation == "linear"
+
+    def forward_normalized(self, x, norm, relu=None):
+        """Inference-mode ``relu(norm(self(x)))`` (or ``norm(self(x))`` without ``relu``), with the batch
+        normalization and the ReLU applied to each chunk of the convolution's output while it is still in
+        cache: the same operations as the layers' own forwards (so the same bits), fewer passes over memory.
+        Each layer keeps what its own ``backward`` needs, as if it had run alone."""
+        self.check_input(x)
+        terms = norm.inference_terms(x.dtype)
+        normalized = np.empty((len(x), *self.compute_output_shape(x.shape[1:])), dtype=x.dtype)
+        y = np.empty_like(normalized) if relu is not None else normalized
+
+        def normalize_then_relu(start, stop, rows):
+            out = normalized[start:stop].reshape(rows.shape)
+            kernels.normalize_rows(rows, terms, out)
+            if relu is not None:
+                kernels.relu_into(out.reshape(-1), y[start:stop].reshape(-1))
+
+        z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=normalize_then_relu)
+        self.pre_activation = z
+        _, self._activation_cache = self._activation_forward(z)
+        norm.keep_inference_input(z, terms)
+        if relu is not None:
+            relu.keep_input(normalized)
+        return y
 
     # --- the fused fast path: this layer and a MaxPooling2D after it as one kernel -----------------
     def fuses_with(self, next_layer) -> bool:

@@ -103,13 +103,30 @@ class BatchNormalization(Layer):
             shown = ", ".join(["?"] * (len(self.input_shape) - 1) + [str(channels)])
             raise ShapeError(f"layer {self.name!r} (BatchNormalization) expects input (N, {shown}), got {x.shape}")
 
+    def _gamma_beta(self, dtype):
+        channels = self.params["moving_mean"].shape[0]
+        gamma = self.params["gamma"] if self.scale else np.ones(channels, dtype)
+        beta = self.params["beta"] if self.center else np.zeros(channels, dtype)
+        return gamma, beta
+
+    def inference_terms(self, dtype):
+        """``(gamma, beta, mean, inv_std)`` of the inference-mode normalization (the moving statistics), as
+        ``kernels.normalize_rows`` takes them: a Conv2D applies this layer to each chunk of its output
+        (``Conv2D.forward_normalized``) with exactly the operations of ``forward``."""
+        gamma, beta = self._gamma_beta(dtype)
+        return kernels.batchnorm_terms(dtype, gamma, beta, self.params["moving_mean"],
+                                       self.params["moving_variance"], self.epsilon)
+
+    def keep_inference_input(self, x, terms) -> None:
+        """Keep what ``backward`` needs after an inference-mode forward of ``x`` computed by the layer before
+        (``Conv2D.forward_normalized``), as ``forward(x, training=False)`` would have kept it."""
+        self._check_input(x)
+        self._cache = kernels.batchnorm_cache(x.reshape(-1, x.shape[-1]), x.shape, terms)
+
     def forward(self, x, training=False):
         x = np.asarray(x)
         self._check_input(x)
-        dtype = x.dtype
-        channels = x.shape[-1]
-        gamma = self.params["gamma"] if self.scale else np.ones(channels, dtype)
-        beta = self.params["beta"] if self.center else np.zeros(channels, dtype)
+        gamma, beta = self._gamma_beta(x.dtype)
         batch_statistics = bool(training) and self.trainable  # Keras: a frozen layer normalises as at inference
         if batch_statistics:
             mean, var = kernels.batchnorm_moments(x)
