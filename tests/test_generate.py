@@ -84,15 +84,15 @@ def train_judge(mnist):
     ], seed=2024)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_all, y_all, epochs=4, batch_size=64, seed=7, verbose=0)
-    assert model.evaluate(x_test, y_test)[1] > 0.93  # a competent judge of real digits
-    assert np.mean(np.argmax(model.predict(noise_images(np.random.default_rng(5), 60)), 1) == NOT_A_DIGIT) > 0.9
+    assert model.evaluate(x_test, y_test, verbose=0)[1] > 0.93  # a competent judge of real digits
+    assert np.mean(np.argmax(model.predict(noise_images(np.random.default_rng(5), 60), verbose=0), 1) == NOT_A_DIGIT) > 0.9
     return model
 
 
 def judged_accuracy(judge, images):
     targets = np.repeat(np.arange(images.shape[0]), images.shape[1])
     # the judge knows images in the data range only: show it what a screen would show
-    labels = np.argmax(judge.predict(np.clip(images.reshape(-1, 28, 28, 1), 0, 1)), axis=1)
+    labels = np.argmax(judge.predict(np.clip(images.reshape(-1, 28, 28, 1), 0, 1), verbose=0), axis=1)
     return float(np.mean(labels == targets))
 
 
