@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds, args.steps, args.warmup, args.batches = 1, 2, 1, [16]
     sys.path.insert(0, str(HERE))
-    from run import cpu_name, sgemm_gflops
+    from run import SGEMM_N, cpu_name, sgemm_gflops
 
     frameworks = [f for f in args.frameworks if importable(f)]
     times = {(f, a, b): [] for f in frameworks for a in ARCHITECTURES for b in args.batches}
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
                     times[(framework, architecture, batch)].append(measure(framework, architecture, batch, args))
     peak = sgemm_gflops()
     lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; {THREADS} threads per framework; OpenBLAS sgemm "
-             f"(n = 1024) {peak:.0f} GFLOP/s; random data, Adam; training: mean of {args.steps} steps after "
+             f"(n = {SGEMM_N}) {peak:.0f} GFLOP/s; random data, Adam; training: mean of {args.steps} steps after "
              f"{args.warmup} warm-up; inference: {INFERENCE_BATCH} images per call; median of {args.rounds} rounds",
              "",
              "| architecture | batch | train ms: " + " / ".join(frameworks) + " | numcnn / faster peer | "

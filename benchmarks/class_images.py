@@ -16,7 +16,8 @@ Three figures per configuration:
   axes), relative to the same fraction for real digits (1 = as much as real digits; a faint checkerboard > 10).
   (Sharp edges alone do not raise it much: a straight edge puts its power along one axis, not in the corner.)
 
-Writes docs/images/class_images_generator.png (the 10 x 10 grid in the generator's latent space). Threads: as
+Writes docs/images/class_images_generator.png (the 10 x 10 grid in the generator's latent space) and, with
+``--pixel``, docs/images/class_images_pixel.png (the pixel-space grid with the defaults). Threads: as
 benchmarks/generation_quality.py, run with NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 on a shared machine.
 """
 
@@ -104,20 +105,21 @@ def main(argv=None) -> int:
     if args.pixel:
         # tv: the checkerboard comes from the total-variation term: its gradient step, normalised with the
         # rest, is an explicit Euler step of diffusion, unstable at Nyquist when too large
-        runs += [("pixel space (defaults, tv 0.5)", {}),
-                 ("pixel space, tv 0.1", {"prior": Prior(tv=0.1)}),
+        runs += [(f"pixel space (defaults, tv {Prior().tv})", {}),
+                 ("pixel space, tv 0.5", {"prior": Prior(tv=0.5)}),
                  ("pixel space, tv 0", {"prior": Prior(tv=0.0)})]
     for name, options in runs:
         start = time.perf_counter()
         grid = class_images(model, targets, seeds, **options)
         figures = measure(grid, judge, x, y)
         report(name, figures, time.perf_counter() - start)
-        if name.startswith("latent space"):
+        if name.startswith("latent space") or name.startswith("pixel space (defaults"):
             np.testing.assert_array_equal(grid, class_images(model, targets, seeds, **options))  # same bits
+            latent = name.startswith("latent space")
             image_grid(grid, [f"class {t}" for t in targets], [f"seed {s}" for s in seeds],
-                       Path(args.images) / "class_images_generator.png",
-                       title=f"class_images(model, generator={gen.kind.upper()}): judge {figures['agreement']:.0%}, "
-                             f"spread {figures['spread_mean']:.2f} of real digits'")
+                       Path(args.images) / ("class_images_generator.png" if latent else "class_images_pixel.png"),
+                       title=f"class_images(model{f', generator={gen.kind.upper()}' if latent else ''}): judge "
+                             f"{figures['agreement']:.0%}, spread {figures['spread_mean']:.2f} of real digits'")
     return 0
 
 

@@ -147,22 +147,23 @@ class Sequential:
         ReLU) becomes one step, ``Conv2D.forward_normalized`` (the same operations, chunk by chunk while the
         convolution's output is in cache). Each layer keeps its own cache, so ``backward`` (which goes by
         ``steps()``) works after it as after the layers run one by one."""
-        steps, index = [], 0
+        steps, next_free = [], 0
         for first, last in self.steps():
-            if first < index:  # taken into the step before
+            if first < next_free:  # already taken into the step before
                 continue
-            layer = self.layers[first]
-            following = self.layers[first + 1] if first + 1 < len(self.layers) else None
-            if not (self.fuse_layers and first == last and isinstance(layer, Conv2D)
-                    and layer.fuses_normalization(following)):
-                steps.append((first, last))
-                index = last + 1
-                continue
-            after = self.layers[first + 2] if first + 2 < len(self.layers) else None
-            last = first + 2 if isinstance(after, Activation) and after.is_relu() else first + 1
+            if first == last and self.fuse_layers and self._layer_is(first, Conv2D) \
+                    and self.layers[first].fuses_normalization(self._layer_at(first + 1)):
+                relu_after = self._layer_is(first + 2, Activation) and self.layers[first + 2].is_relu()
+                last = first + 2 if relu_after else first + 1
             steps.append((first, last))
-            index = last + 1
+            next_free = last + 1
         return steps
+
+    def _layer_at(self, index: int):
+        return self.layers[index] if index < len(self.layers) else None
+
+    def _layer_is(self, index: int, kind) -> bool:
+        return isinstance(self._layer_at(index), kind)
 
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run every layer in order; each keeps what its ``backward`` needs."""

@@ -611,3 +611,11 @@ def test_conv_relu_epilogue_is_relu_of_the_convolution_at_any_image_size():
     z, _ = kernels.conv2d_forward(x, layer.params["kernel"], layer._bias(), layer.strides, layer.padding)
     np.testing.assert_array_equal(layer.forward(x), kernels.relu_forward(z)[0])
     np.testing.assert_array_equal(layer.pre_activation, z)
+
+
+def test_inference_steps_at_the_end_of_a_model():
+    ends_in_norm = Sequential([Input((6, 6, 2)), Conv2D(3, 3), BatchNormalization()], seed=0)
+    ends_in_conv = Sequential([Input((6, 6, 2)), Conv2D(3, 3)], seed=0)
+    assert ends_in_norm.inference_steps() == [(0, 1)] and ends_in_conv.inference_steps() == [(0, 0)]
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_array_equal(ends_in_norm.predict(x, verbose=0), layer_by_layer(ends_in_norm, x))
