@@ -3,7 +3,7 @@
 ``reference`` holds the formula-literal loops (the spec, slow); the modules ``conv``, ``pool``, ``dense``,
 ``resample`` and ``activations`` hold fast Numba/BLAS kernels with the **same signatures and results**:
 
-    y, cache = conv2d_forward(x, w, b, strides=(1, 1), padding="valid")
+    y, cache = conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None)
     dx, dw, db = conv2d_backward(dy, cache)
     y, cache = maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid")
     dx = maxpool2d_backward(dy, cache)
@@ -29,6 +29,8 @@
     mean, var = batchnorm_moments(x)                      # per channel (last axis), biased variance
     y, cache = batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics)
     dx, dgamma, dbeta = batchnorm_backward(dy, cache)    # through mean/var if batch_statistics
+    terms = batchnorm_terms(dtype, gamma, beta, mean, var, epsilon)   # for the chunk epilogues below:
+    normalize_rows(x_rows, terms, y_rows);  relu_into(x, y)          # serial, nogil (conv2d_forward's epilogue)
     y, cache = dropout_forward(x, keep, rate);  dx = dropout_backward(dy, cache)   # module normalization
 
 Layout NHWC, conv kernels HWIO (kh, kw, c_in, c_out), dense kernels (in, out). float32 and float64 both
