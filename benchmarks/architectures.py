@@ -5,8 +5,9 @@
 
 Each architecture is one neutral list of layers, built in each framework with the same shapes, so the same
 arithmetic runs everywhere. Every (framework, architecture, batch) runs in a fresh subprocess with 2 threads, on
-random data (speed does not depend on the values), with Adam and sparse categorical cross-entropy: a few warm-up
-steps, then the mean of ``--steps`` timed steps; the same for inference calls on 256 images. Frameworks
+random data (speed does not depend on the values), with Adam and sparse categorical cross-entropy (the mean
+squared error for the generator, which outputs images): a few warm-up steps, then the mean of ``--steps``
+timed steps; the same for inference calls on 256 images. Frameworks
 alternate within each round; the table reports the median over rounds and numcnn's time divided by the faster
 peer's (< 1: numcnn is faster), numcnn's rate against the measured sgemm peak (its training FLOPs: 2 per
 multiply-add of the forward, input-gradient and weight-gradient products; in brackets the rate counted with
@@ -34,10 +35,14 @@ HERE = Path(__file__).resolve().parent
 THREADS = 2
 CLASSES = 10
 
-# (name, input shape, layers). Layers: ("conv", filters, kernel, strides, padding, use_bias[, activation]),
-# ("bn",), ("relu",), ("maxpool", size[, strides, padding]), ("dropout", rate), ("flatten",), ("dense", units[,
-# activation]), ("head",) = Dense(10, softmax). An activation on a conv/dense is written as Keras users write it
+# (name, input shape, layers[, target shape]). Layers: ("conv", filters, kernel, strides, padding, use_bias[, activation]),
+# ("convT", ...) the same for Conv2DTranspose, ("bn",), ("relu",), ("leaky", slope), ("maxpool", size[, strides,
+# padding]), ("dropout", rate), ("flatten",), ("reshape", (h, w, c)), ("dense", units[, activation[, use_bias]]),
+# ("head",) = Dense(10, softmax). An activation on a conv/dense is written as Keras users write it
 # (``Conv2D(32, 3, activation="relu")``); numcnn then fuses Conv2D + ReLU + MaxPooling2D where they follow.
+# The loss is sparse categorical cross-entropy on 10 classes, or with a target shape the mean squared error
+# against random images of that shape (the generator: its layers' forward and backward are what a GAN's
+# generator step costs).
 ARCHITECTURES = {
     "seed MNIST CNN": ((28, 28, 1), [
         ("conv", 32, 3, 1, "valid", True, "relu"), ("maxpool", 2),
@@ -60,7 +65,26 @@ ARCHITECTURES = {
         ("conv", 32, 5, 2, "same", True, "relu"), ("maxpool", 3, 2, "same"),
         ("conv", 64, 5, 1, "same", True, "relu"), ("maxpool", 3, 2, "same"),
         ("conv", 32, 1, 1, "valid", True, "relu"), ("flatten",), ("dense", 64, "relu"), ("head",)]),
+    # the generative-models pair: numcnn.generate.gan's generator and discriminator for MNIST at their widths
+    # (filters (32, 64), latent 32 + 10 one-hot); the discriminator's head (1 + 10 logits) is Dense(10, softmax)
+    "DCGAN generator (MNIST)": ((42,), [
+        ("dense", 7 * 7 * 64, None, False), ("bn",), ("leaky", 0.2), ("reshape", (7, 7, 64)),
+        ("convT", 32, 4, 2, "same", False), ("bn",), ("leaky", 0.2),
+        ("convT", 1, 4, 2, "same", True, "sigmoid")], (28, 28, 1)),
+    "DCGAN discriminator (MNIST)": ((28, 28, 1), [
+        ("conv", 32, 4, 2, "same", True), ("leaky", 0.2), ("dropout", 0.3),
+        ("conv", 64, 4, 2, "same", True), ("leaky", 0.2), ("dropout", 0.3), ("flatten",), ("head",)]),
 }
+
+
+def architecture_parts(name):
+    """``(input shape, layers, target shape or None)`` of one entry of ``ARCHITECTURES``."""
+    shape, spec, *target = ARCHITECTURES[name]
+    return shape, spec, (target or [None])[0]
+
+
+def loss_name(target_shape) -> str:
+    return "sparse_categorical_crossentropy" if target_shape is None else "mse"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,37 +97,41 @@ def build_layers(L, shape, spec, input_layer):
     for kind, *args in spec:
         built.append({"conv": lambda f, k, s, p, b, a=None: L.Conv2D(f, k, strides=s, padding=p, use_bias=b,
                                                                      activation=a),
+                      "convT": lambda f, k, s, p, b, a=None: L.Conv2DTranspose(f, k, strides=s, padding=p,
+                                                                               use_bias=b, activation=a),
                       "bn": L.BatchNormalization, "relu": L.ReLU, "dropout": L.Dropout,
+                      "leaky": lambda slope: L.LeakyReLU(negative_slope=slope), "reshape": L.Reshape,
                       "maxpool": lambda size, s=None, p="valid": L.MaxPooling2D(size, strides=s, padding=p),
-                      "flatten": L.Flatten, "dense": lambda units, a=None: L.Dense(units, activation=a),
+                      "flatten": L.Flatten,
+                      "dense": lambda units, a=None, b=True: L.Dense(units, activation=a, use_bias=b),
                       "head": lambda: L.Dense(CLASSES, activation="softmax")}[kind](*args))
     return built
 
 
-def numcnn_model(shape, spec):
+def numcnn_model(shape, spec, loss):
     import numcnn
     from numcnn import layers
 
     model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model.compile("adam", loss)
     return (lambda x, y: model.train_step(x, y)), (lambda x: model.predict(x, batch_size=len(x), verbose=0))
 
 
-def keras_model(shape, spec):
+def keras_model(shape, spec, loss):
     import keras
     import tensorflow as tf
 
     model = keras.Sequential(build_layers(keras.layers, shape, spec, keras.Input))
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model.compile("adam", loss)
     return (lambda x, y: model.train_on_batch(tf.constant(x), tf.constant(y))), (lambda x: model.predict_on_batch(x))
 
 
-def torch_model(shape, spec):
+def torch_model(shape, spec, loss):
     import torch
     from torch import nn
 
-    height, width, channels = shape
-    modules, size = [], (channels, height, width)
+    size = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)  # (C, H, W) or (features,)
+    modules = []
     for kind, *args in spec:
         if kind == "conv":
             filters, kernel, strides, padding, bias, *activation = args
@@ -111,6 +139,18 @@ def torch_model(shape, spec):
             modules += [nn.ZeroPad2d(pads), nn.Conv2d(size[0], filters, kernel, stride=strides, bias=bias)]
             size = (filters, *size[1:])
             modules += [nn.ReLU()] if activation == ["relu"] else []
+        elif kind == "convT":  # stride 2, kernel 4, 'same' only: TF crops (k - s) / 2 = 1 a side, as padding=1
+            filters, kernel, strides, padding, bias, *activation = args
+            assert (kernel, strides, padding) == (4, 2, "same"), "only the DCGAN's transposed convolution"
+            modules.append(nn.ConvTranspose2d(size[0], filters, kernel, stride=strides, padding=1, bias=bias))
+            size = (filters, size[1] * 2, size[2] * 2)
+            modules += [nn.Sigmoid()] if activation == ["sigmoid"] else []
+        elif kind == "leaky":
+            modules.append(nn.LeakyReLU(args[0]))
+        elif kind == "reshape":
+            height, width, channels = args[0]
+            size = (channels, height, width)
+            modules.append(nn.Unflatten(1, size))
         elif kind == "bn":
             modules.append(nn.BatchNorm2d(size[0], eps=1e-3, momentum=0.01) if len(size) == 3
                            else nn.BatchNorm1d(size[0], eps=1e-3, momentum=0.01))
@@ -128,16 +168,22 @@ def torch_model(shape, spec):
             size = (size[0] * size[1] * size[2],)
         elif kind in ("dense", "head"):
             units = args[0] if kind == "dense" else CLASSES
-            modules.append(nn.Linear(size[0], units))
-            modules += [nn.ReLU()] if kind == "dense" and args[1:] == ["relu"] else []
+            bias = args[2] if kind == "dense" and len(args) > 2 else True
+            modules.append(nn.Linear(size[0], units, bias=bias))
+            modules += [nn.ReLU()] if kind == "dense" and args[1:2] == ["relu"] else []
             size = (units,)
     model = nn.Sequential(*modules)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
-    loss_fn = nn.CrossEntropyLoss()  # from logits: the fused softmax + cross-entropy Keras and numcnn use too
+    # from logits: the fused softmax + cross-entropy Keras and numcnn use too
+    loss_fn = nn.MSELoss() if loss == "mse" else nn.CrossEntropyLoss()
+
+    def as_torch(a):  # NHWC images -> NCHW; feature vectors as they are
+        tensor = torch.from_numpy(a)
+        return tensor.permute(0, 3, 1, 2).contiguous() if tensor.ndim == 4 else tensor
 
     def step(x, y):
         optimizer.zero_grad()
-        loss = loss_fn(model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()), torch.from_numpy(y))
+        loss = loss_fn(model(as_torch(x)), as_torch(y))
         loss.backward()
         optimizer.step()
         return float(loss)
@@ -145,7 +191,7 @@ def torch_model(shape, spec):
     def infer(x):
         model.eval()
         with torch.no_grad():
-            out = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy()
+            out = model(as_torch(x)).numpy()
         model.train()
         return out
 
@@ -181,11 +227,12 @@ def worker(framework: str, architecture: str, batch: int, steps: int, warmup: in
         import torch
 
         torch.set_num_threads(THREADS)
-    shape, spec = ARCHITECTURES[architecture]
-    step, infer = BUILDERS[framework](shape, spec)
+    shape, spec, target_shape = architecture_parts(architecture)
+    step, infer = BUILDERS[framework](shape, spec, loss_name(target_shape))
     rng = np.random.default_rng(0)
     x = rng.random((batch, *shape), dtype=np.float32)
-    y = rng.integers(0, CLASSES, batch)
+    y = (rng.integers(0, CLASSES, batch) if target_shape is None
+         else rng.random((batch, *target_shape), dtype=np.float32))
     x_infer = rng.random((INFERENCE_BATCH, *shape), dtype=np.float32)
     result = {}
     for name, call in (("step_s", lambda: step(x, y)), ("infer_s", lambda: infer(x_infer))):
@@ -206,17 +253,19 @@ def training_flops(architecture: str, batch: int) -> tuple[float, float]:
     import numcnn
     from numcnn import layers
 
-    shape, spec = ARCHITECTURES[architecture]
+    shape, spec, _ = architecture_parts(architecture)
     model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
     import numpy as np
 
     direct = winograd = 0.0
     first = True
     for layer in model.layers:
-        if not isinstance(layer, (layers.Conv2D, layers.Dense)):
+        if not isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)):
             continue
         kernel = layer.params["kernel"]
-        out_positions = np.prod(layer.output_shape[:-1]) if isinstance(layer, layers.Conv2D) else 1
+        # a kernel's multiply-adds happen once per output position (Conv2D) or input position (transpose)
+        positions = {layers.Conv2D: layer.output_shape, layers.Conv2DTranspose: layer.input_shape}.get(type(layer))
+        out_positions = np.prod(positions[:-1]) if positions else 1
         forward = 2.0 * batch * out_positions * kernel.size
         total = forward * (2 if first else 3)
         direct += total
@@ -261,6 +310,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, caches)")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--frameworks", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES),
+                        metavar="NAME", help="a subset of the suite (default: all)")
     parser.add_argument("--out", default=str(HERE / "results" / "architectures"))
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -274,10 +325,10 @@ def main(argv=None) -> int:
     from run import SGEMM_N, cpu_name, sgemm_gflops
 
     frameworks = [f for f in args.frameworks if importable(f)]
-    times = {(f, a, b): [] for f in frameworks for a in ARCHITECTURES for b in args.batches}
+    times = {(f, a, b): [] for f in frameworks for a in args.architectures for b in args.batches}
     for round_ in range(args.rounds):
         order = frameworks if round_ % 2 == 0 else frameworks[::-1]  # alternate who runs first
-        for architecture in ARCHITECTURES:
+        for architecture in args.architectures:
             for batch in args.batches:
                 for framework in order:
                     print(f"round {round_ + 1}/{args.rounds}: {framework}, {architecture}, batch {batch}",
@@ -293,7 +344,7 @@ def main(argv=None) -> int:
              + " | numcnn / faster peer | peak RSS MB: " + " / ".join(frameworks) + " |",
              "|---|---|---|---|---|---|---|---|"]
     summary = []
-    for architecture in ARCHITECTURES:
+    for architecture in args.architectures:
         for batch in args.batches:
             runs = {f: times[(f, architecture, batch)] for f in frameworks}
             train = {f: statistics.median(r["step_s"] for r in runs[f]) * 1e3 for f in frameworks}

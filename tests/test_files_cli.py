@@ -473,7 +473,7 @@ def test_every_model_format_works_as_model_option(capsys, tmp_path):
     digit = np.zeros((28, 28), np.uint8)
     digit[6:22, 12:16] = 255
     Image.fromarray(digit).save(tmp_path / "digit.png")
-    expected = model.predict(digit[None, :, :, None].astype(np.float32) / 255)[0]
+    expected = model.predict(digit[None, :, :, None].astype(np.float32) / 255, verbose=0)[0]
     for name in ("m.npz", "m.keras", "m.weights.h5"):
         status, out, err = cli(capsys, "predict", "--model", tmp_path / name, tmp_path / "digit.png")
         assert status == 0, err

@@ -403,7 +403,7 @@ def test_agreement_counts_the_cells_judged_as_their_row_label():
     from numcnn.generate.quality import agreement
 
     class Judge:  # says "class = the image's mean pixel value, rounded"
-        def predict(self, images, batch_size=None):
+        def predict(self, images, batch_size=None, verbose=0):  # the Keras signature judges are called with
             return np.eye(10)[np.rint(images.reshape(len(images), -1).mean(axis=1)).astype(int)]
 
     grid = np.zeros((3, 4, 2, 2, 1))
