@@ -22,3 +22,40 @@ def test_benchmark_quick_run_writes_results(tmp_path):
     assert entry["train_b32"]["median"] > 0 and data["extra"]["sgemm_gflops"] > 0
     assert [row["layer"] for row in data["extra"]["layers"]][:2] == ["conv2d + max_pooling2d", "conv2d_1 + max_pooling2d_1"]
     assert "| numcnn |" in out.with_suffix(".md").read_text()
+
+
+def test_architecture_suite_quick_run_writes_a_row_per_architecture(tmp_path):
+    out = tmp_path / "arch"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "architectures.py"), "--quick",
+                             "--frameworks", "numcnn", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.with_suffix(".json").read_text())
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import architectures
+
+    assert [row["architecture"] for row in data["summary"]] == list(architectures.ARCHITECTURES)
+    assert all(row["train_ms"]["numcnn"] > 0 and row["training_gflop"] > 0 for row in data["summary"])
+
+
+def test_the_suites_gan_pair_is_numcnn_generate_gans_networks():
+    """The benchmark's generator/discriminator are numcnn.generate.gan's (MNIST, its default widths): the same
+    layer kinds, output shapes and parameter counts (the discriminator's head: 10 logits instead of 1 + 10)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import architectures
+
+    from numcnn import Sequential, layers
+    from numcnn.generate import gan
+
+    def built(name):
+        shape, spec, _ = architectures.architecture_parts(name)
+        return Sequential(architectures.build_layers(layers, shape, spec, layers.Input), seed=0)
+
+    def plan(model):
+        return [(type(layer).__name__, layer.output_shape) for layer in model.layers]
+
+    generator = gan.generator_network((28, 28, 1), 10, 32, filters=(32, 64))
+    assert plan(built("DCGAN generator (MNIST)")) == plan(generator)
+    ours = built("DCGAN discriminator (MNIST)")
+    theirs = gan.discriminator_network((28, 28, 1), 10, filters=(32, 64))
+    assert plan(ours)[:-1] == plan(theirs)[:-1] and ours.layers[-1].output_shape == (10,)
+    assert theirs.layers[-1].output_shape == (11,)
