@@ -36,10 +36,20 @@ def test_conv2d_matches_tensorflow_on_generated_geometry(tf, data):
     assume(padding == "same" or (h >= kernel[0] and w >= kernel[1]))
     c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4))
     rng = np.random.default_rng(data.draw(st.integers(0, 1 << 30)))
-    model = Sequential([Input((h, w, c_in)), Conv2D(c_out, kernel, strides=strides, padding=padding,
-                                                    activation=data.draw(st.sampled_from([None, "relu"])))], seed=1)
+    activation = data.draw(st.sampled_from([None, "relu"]))
+
+    def conv_model(dtype):
+        return Sequential([Input((h, w, c_in)), Conv2D(c_out, kernel, strides=strides, padding=padding,
+                                                       activation=activation)], seed=1, dtype=dtype)
+
+    model = conv_model("float32")
+    # TF's oneDNN float32 kernel returns uninitialised values for this geometry (docs/TF_PARITY.md, "A oneDNN
+    # bug"): compare it in float64, which TF computes without oneDNN
+    onednn_bug = c_in == 1 and strides[0] == 1 and strides[1] > 1 and model.output_shape[1] == 1
+    model = conv_model("float64") if onednn_bug else model
     model.layers[0].params["bias"][...] = rng.normal(size=c_out)
-    assert_all_ok(verify.compare_model("conv", model, rng.normal(size=(2, h, w, c_in)).astype(np.float32)))
+    x = rng.normal(size=(2, h, w, c_in)).astype(model.dtype)
+    assert_all_ok(verify.compare_model("conv", model, x))
 
 
 @HYPOTHESIS
