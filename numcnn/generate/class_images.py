@@ -72,6 +72,7 @@ PIXEL_STEPS = 256   # default steps of gradient ascent in pixel space
 # class) of 10 x 10 images: 0 steps 98% / 0.70 (0.63), 3: 100% / 0.66 (0.60), 5: 100% / 0.63 (0.55),
 # 8: 100% / 0.59 (0.48), 15: 100% / 0.51 (0.38). 5 keeps every class above half the spread of real digits.
 LATENT_STEPS = 5
+STEP_SIZE = 0.05    # default step of both, relative to the gradient's size (mean |g| in pixels, rms in latent)
 
 
 @dataclass
@@ -212,8 +213,9 @@ def diversity_gradient(x, targets, sigma: float = 1.0) -> np.ndarray:
     return ndimage.gaussian_filter(grad, sigma=(0, sigma, sigma, 0))
 
 
-def maximise_logits(model, targets, rngs, steps=256, step_size=0.05, prior: Prior | None = None, start="strokes",
-                    value_range=(0.0, 1.0), progress=False, history=None, diversity: float = 0.2) -> np.ndarray:
+def maximise_logits(model, targets, rngs, steps=PIXEL_STEPS, step_size=STEP_SIZE, prior: Prior | None = None,
+                    start="strokes", value_range=(0.0, 1.0), progress=False, history=None,
+                    diversity: float = 0.2) -> np.ndarray:
     """The batched optimisation behind ``class_image``/``class_images`` (see the module docstring)."""
     from tqdm.auto import tqdm
 
@@ -254,12 +256,12 @@ def class_image(model, target: int, seed: int = 0, steps: int | None = None, ste
     fields of ``Prior`` (e.g. ``tv=1.0``, ``jitter=0``); ``prior=Prior.off()`` disables the image prior.
 
     ``generator``: search a conditional generator's latent space instead of pixels (``maximise_latent``;
-    ``prior``, ``start`` and ``value_range`` are then unused). ``steps`` / ``step_size`` default to 256 / 0.05
-    in pixel space and 15 / 0.05 in latent space."""
+    ``prior``, ``start`` and ``value_range`` are then unused). ``steps`` / ``step_size`` default to ``PIXEL_STEPS``
+    (256) / ``STEP_SIZE`` (0.05) in pixel space and ``LATENT_STEPS`` (5) / ``STEP_SIZE`` in latent space."""
     if generator is not None:
         return class_images(model, [target], [seed], steps, step_size, progress=progress, generator=generator,
                             latent_penalty=latent_penalty)[0, 0]
-    steps, step_size = PIXEL_STEPS if steps is None else steps, 0.05 if step_size is None else step_size
+    steps, step_size = PIXEL_STEPS if steps is None else steps, STEP_SIZE if step_size is None else step_size
     prior = Prior(**{**asdict(prior or Prior()), **prior_weights})
     return maximise_logits(model, [target], [image_rng(seed, target)], steps, step_size, prior, start,
                            value_range, progress)[0]
@@ -278,12 +280,12 @@ def class_images(model, targets, seeds, steps: int | None = None, step_size: flo
     searched instead of pixels (``maximise_latent``, penalty ``latent_penalty·|z|²``); every image then
     depends on its own seed only (the diversity term is not used: the seeds' latent vectors differ)."""
     pairs = [(t, s) for t in targets for s in seeds]
+    step_size = STEP_SIZE if step_size is None else step_size
     if generator is not None:
         images = maximise_latent(model, generator, [t for t, _ in pairs], [s for _, s in pairs],
-                                 LATENT_STEPS if steps is None else steps, 0.05 if step_size is None else step_size,
-                                 latent_penalty, progress)
+                                 LATENT_STEPS if steps is None else steps, step_size, latent_penalty, progress)
         return images.reshape(len(targets), len(seeds), *images.shape[1:])
-    steps, step_size = PIXEL_STEPS if steps is None else steps, 0.05 if step_size is None else step_size
+    steps = PIXEL_STEPS if steps is None else steps
     prior = Prior(**{**asdict(prior or Prior()), **prior_weights})
     images = maximise_logits(model, [t for t, _ in pairs], [image_rng(s, t) for t, s in pairs], steps, step_size,
                              prior, start, value_range, progress, diversity=diversity)
@@ -333,7 +335,7 @@ def latent_objective_and_gradient(model, generator, z, targets, latent_penalty: 
     return objective, gradient, images
 
 
-def maximise_latent(model, generator, targets, seeds, steps=LATENT_STEPS, step_size=0.05, latent_penalty=0.01,
+def maximise_latent(model, generator, targets, seeds, steps=LATENT_STEPS, step_size=STEP_SIZE, latent_penalty=0.01,
                     progress=False, history=None) -> np.ndarray:
     """Gradient ascent of ``J`` over the latent vectors, from the seeds' own (see the module docstring).
 

@@ -87,12 +87,7 @@ class Conv2D(_Convolution2D):
         if self.activation != "relu":
             return super().forward(x, training)
         self.check_input(x)
-        y = np.empty((len(x), *self.compute_output_shape(x.shape[1:])), dtype=x.dtype)
-
-        def relu(start, stop, rows):
-            kernels.relu_into(rows.reshape(-1), y[start:stop].reshape(-1))
-
-        z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=relu)
+        z, _, y = self._convolve_then(x, relu=True)
         self.pre_activation = self._activation_cache = z  # (ReLU's cache is its input, as relu_forward's)
         return y
 
@@ -111,22 +106,32 @@ class Conv2D(_Convolution2D):
         Each layer keeps what its own ``backward`` needs, as if it had run alone."""
         self.check_input(x)
         terms = norm.inference_terms(x.dtype)
-        normalized = np.empty((len(x), *self.compute_output_shape(x.shape[1:])), dtype=x.dtype)
-        y = np.empty_like(normalized) if relu is not None else normalized
-
-        def normalize_then_relu(start, stop, rows):
-            out = normalized[start:stop].reshape(rows.shape)
-            kernels.normalize_rows(rows, terms, out)
-            if relu is not None:
-                kernels.relu_into(out.reshape(-1), y[start:stop].reshape(-1))
-
-        z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=normalize_then_relu)
+        z, normalized, y = self._convolve_then(x, terms, relu=relu is not None)
         self.pre_activation = z
         _, self._activation_cache = self._activation_forward(z)
         norm.keep_inference_input(z, terms)
         if relu is not None:
             relu.keep_input(normalized)
         return y
+
+    def _convolve_then(self, x, norm_terms=None, relu=False):
+        """``(z, n, y)``: ``z = conv(x) + b``; per chunk of images, while it is in cache, ``n`` = the batch
+        normalization of ``z`` with ``norm_terms`` (``n = z`` without them) and ``y = relu(n)`` (``y = n``
+        without ``relu``). The layer's convolution cache is set."""
+        shape = (len(x), *self.compute_output_shape(x.shape[1:]))
+        n = np.empty(shape, dtype=x.dtype) if norm_terms is not None else None
+        y = np.empty(shape, dtype=x.dtype) if relu else None
+
+        def epilogue(start, stop, rows):
+            if n is not None:
+                kernels.normalize_rows(rows, norm_terms, n[start:stop].reshape(rows.shape))
+                rows = n[start:stop].reshape(rows.shape)
+            if y is not None:
+                kernels.relu_into(rows.reshape(-1), y[start:stop].reshape(-1))
+
+        z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=epilogue)
+        normalized = z if n is None else n
+        return z, normalized, normalized if y is None else y
 
     # --- the fused fast path: this layer and a MaxPooling2D after it as one kernel -----------------
     def fuses_with(self, next_layer) -> bool:

@@ -303,12 +303,9 @@ def _batches_this_epoch(steps_per_epoch, n_batches: int, state, what: str) -> in
 def _run_epoch(model, x, y, sample_weight, order, batch_size, steps_per_epoch, epoch, epochs, verbose, state,
                checkpointer, callback_list, reduce_gradients, shard_batch=None) -> dict:
     """The batches of one epoch (from ``state.step`` on, when resuming); returns the epoch's logs."""
-    from tqdm.auto import tqdm
-
     means = state.totals
     n_batches = _batches_this_epoch(steps_per_epoch, math.ceil(len(x) / batch_size), state, f"model {model.name!r}")
-    bar = tqdm(range(n_batches), desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=verbose != 1,
-               leave=False, file=sys.stderr)
+    bar = _progress(n_batches, f"Epoch {epoch + 1}/{epochs}", verbose)
     for _ in bar:
         step = state.step
         callback_list.on_train_batch_begin(step)
