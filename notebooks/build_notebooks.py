@@ -120,8 +120,9 @@ each result and checks $|$Winograd $-$ direct$|$ against the two bounds, in floa
 xs = rng.normal(size=(8, 32, 32, 32)).astype(np.float32)            # a CIFAR-style layer: 32 -> 32 channels
 ws = rng.normal(scale=1 / np.sqrt(9 * 32), size=(3, 3, 32, 32)).astype(np.float32)
 bs = np.zeros(32, np.float32)
-exact, _ = kernels.conv2d_forward(xs.astype(np.float64), ws.astype(np.float64), bs.astype(np.float64), padding="same")
-y_direct, _ = kernels.conv2d_forward(xs, ws, bs, padding="same")    # im2col + GEMM, float32
+direct = dict(padding="same", winograd_rule=False)                  # im2col + GEMM, whatever the shape
+exact, _ = kernels.conv2d_forward(xs.astype(np.float64), ws.astype(np.float64), bs.astype(np.float64), **direct)
+y_direct, _ = kernels.conv2d_forward(xs, ws, bs, **direct)           # direct sum, float32
 y_wino, _ = winograd.winograd_conv3x3_forward(xs, ws, bs, "same")    # Winograd, float32
 err_direct, err_wino = np.abs(y_direct - exact).ravel(), np.abs(y_wino - exact).ravel()
 print(f"float32 max error vs float64: direct {err_direct.max():.2e}, Winograd {err_wino.max():.2e} "

@@ -150,13 +150,14 @@ def error_report(x, w, b, dy, padding):
     n_images, _, _, c_in = x.shape
     c_out = w.shape[3]
     y_w, cache_w = winograd.winograd_conv3x3_forward(x, w, b, padding)
-    y_d, cache_d = conv.conv2d_forward(x, w, b, (1, 1), padding)
+    y_d, cache_d = conv.conv2d_forward(x, w, b, (1, 1), padding, winograd_rule=False)
     dx_w, dw_w, _ = winograd.winograd_conv3x3_backward(dy, cache_w)
     dx_d, dw_d, _ = conv.conv2d_backward(dy, cache_d)
     abs_matrices = [np.abs(m) for m in (reference.WINOGRAD_BT, reference.WINOGRAD_G, reference.WINOGRAD_AT)]
     abs_w = winograd_dense(np.abs(x), np.abs(w), np.abs(b), np.abs(dy), padding, *abs_matrices)
     x64, w64, dy64 = (np.abs(a).astype(np.float64) for a in (x, w, dy))
-    abs_y_d, abs_cache = conv.conv2d_forward(x64, w64, np.abs(b).astype(np.float64), (1, 1), padding)
+    abs_y_d, abs_cache = conv.conv2d_forward(x64, w64, np.abs(b).astype(np.float64), (1, 1), padding,
+                                             winograd_rule=False)
     abs_dx_d, abs_dw_d, _ = conv.conv2d_backward(dy64, abs_cache)
     oh, ow, _, th, tw = reference.winograd_geometry(x.shape, padding)
     rounds_w = (c_in + 11, c_out + 14, n_images * th * tw + 8)
@@ -178,7 +179,7 @@ def error_report(x, w, b, dy, padding):
 @given(case=winograd_cases(max_channels=24, max_size=12))
 def test_winograd_error_against_direct_convolution_is_within_the_derived_bound(case, dtype):
     rng, x, w, b, padding = random_problem(case, dtype)
-    dy = rng.normal(size=conv.conv2d_forward(x, w, b, (1, 1), padding)[0].shape).astype(dtype)
+    dy = rng.normal(size=conv.conv2d_forward(x, w, b, (1, 1), padding, winograd_rule=False)[0].shape).astype(dtype)
     for name, figures in error_report(x, w, b, dy, padding).items():
         assert figures["worst_ratio"] <= 1.0, (name, figures)
 
@@ -192,7 +193,8 @@ def test_float32_winograd_error_against_float64_truth_is_within_its_own_bound(c_
     w = rng.normal(size=(3, 3, c_in, 8)).astype(np.float32)
     b = rng.normal(size=8).astype(np.float32)
     y32, _ = winograd.winograd_conv3x3_forward(x, w, b, "same")
-    truth, _ = conv.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), "same")
+    truth, _ = conv.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), "same",
+                                  winograd_rule=False)
     abs_matrices = [np.abs(m) for m in (reference.WINOGRAD_BT, reference.WINOGRAD_G, reference.WINOGRAD_AT)]
     abs_sum = winograd_dense(np.abs(x), np.abs(w), np.abs(b), np.zeros_like(truth), "same", *abs_matrices)[0]
     bound = gamma(c_in + 11, 2.0 ** -24) * abs_sum * (1 + 1e-6)
@@ -211,21 +213,28 @@ def test_a_wrong_transform_breaks_the_bound():
     g_wrong = reference.WINOGRAD_G.copy()
     g_wrong[1, 1] += 2.0 ** -20
     y_wrong = winograd_dense(x, w, b, dy, "same", reference.WINOGRAD_BT, g_wrong, reference.WINOGRAD_AT)[0]
-    y_direct, _ = conv.conv2d_forward(x, w, b, (1, 1), "same")
+    y_direct, _ = conv.conv2d_forward(x, w, b, (1, 1), "same", winograd_rule=False)
     abs_matrices = [np.abs(m) for m in (reference.WINOGRAD_BT, reference.WINOGRAD_G, reference.WINOGRAD_AT)]
     abs_sum = winograd_dense(np.abs(x), np.abs(w), b, dy, "same", *abs_matrices)[0]
-    abs_direct, _ = conv.conv2d_forward(np.abs(x), np.abs(w), b, (1, 1), "same")
+    abs_direct, _ = conv.conv2d_forward(np.abs(x), np.abs(w), b, (1, 1), "same", winograd_rule=False)
     bound = gamma(8 + 11, 2.0 ** -53) * abs_sum + gamma(9 * 8 + 1, 2.0 ** -53) * abs_direct
     assert (np.abs(y_wrong - y_direct) > bound).any()
 
 
-def test_conv2d_routes_to_winograd_only_when_enabled_and_eligible(monkeypatch):
+def test_conv2d_routes_to_winograd_by_its_rule_and_the_environment_switch(monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")  # the automatic rule (see use_winograd's docstring)
+    assert conv.use_winograd((8, 16, 16, 16), (3, 3, 16, 32), (1, 1), (16, 16))
+    assert not conv.use_winograd((8, 16, 16, 3), (3, 3, 3, 32), (1, 1), (16, 16))  # 3 input channels
+    assert not conv.use_winograd((8, 13, 13, 32), (3, 3, 32, 64), (1, 1), (11, 11))  # a small map
+    assert not conv.use_winograd((8, 16, 16, 16), (3, 3, 16, 32), (2, 2), (8, 8))  # stride 2: not possible
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "0")
+    assert not conv.use_winograd((8, 16, 16, 16), (3, 3, 16, 32), (1, 1), (16, 16))
     rng = np.random.default_rng(2)
     x, w, b = rng.normal(size=(2, 6, 6, 3)), rng.normal(size=(3, 3, 3, 4)), rng.normal(size=4)
-    assert not conv.use_winograd(x.shape, w.shape, (1, 1))  # off by default (see its docstring)
-    monkeypatch.setattr(conv, "WINOGRAD_ENABLED", True)
-    assert conv.use_winograd(x.shape, w.shape, (1, 1))
-    assert not conv.use_winograd(x.shape, w.shape, (2, 1)) and not conv.use_winograd(x.shape, (5, 5, 3, 4), (1, 1))
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "1")  # wherever the kernel can
+    assert conv.use_winograd(x.shape, w.shape, (1, 1), (6, 6))
+    assert not conv.use_winograd(x.shape, w.shape, (2, 1), (3, 6))
+    assert not conv.use_winograd(x.shape, (5, 5, 3, 4), (1, 1), (6, 6))
     y, cache = conv.conv2d_forward(x, w, b, (1, 1), "same")
     assert isinstance(cache, winograd.WinogradCache)
     y_ref, cache_ref = reference.conv2d_forward(x, w, b, (1, 1), "same")

@@ -108,7 +108,7 @@ def _synchronized_dropout_forward(self, x, training=False):
         raise RuntimeError(f"Dropout {self.name!r} has no random generator")
     shards = self._sync_shards
     global_shape = (shards.global_size,) + tuple(x.shape[1:])
-    mask = self.rng.random(self._mask_shape(global_shape)) >= self.rate  # the whole batch's draw
+    mask = self.keep_mask(self._mask_shape(global_shape))  # the whole batch's draw
     if mask.shape[0] != 1:  # (noise_shape with 1 on the batch axis: one mask row shared by all examples)
         mask = mask[shards.offset:shards.offset + shards.count]
     y, self._cache = kernels.dropout_forward(x, mask, self.rate)

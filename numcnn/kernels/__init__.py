@@ -3,7 +3,7 @@
 ``reference`` holds the formula-literal loops (the spec, slow); the modules ``conv``, ``pool``, ``dense``,
 ``resample`` and ``activations`` hold fast Numba/BLAS kernels with the **same signatures and results**:
 
-    y, cache = conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None)
+    y, cache = conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, winograd_rule=True)
     dx, dw, db = conv2d_backward(dy, cache)
     y, cache = maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid")
     dx = maxpool2d_backward(dy, cache)

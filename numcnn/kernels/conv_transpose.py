@@ -6,7 +6,7 @@ of Conv2D with the roles swapped — kernel ``w`` (KH, KW, F, C_in) read as a Co
 I = F, O = C_in), ``y_full`` the padded Conv2D input:
 
 * forward  = Conv2D's input gradient: ``cols = x_rows @ W2ᵀ`` (one GEMM), then col2im adds every entry of
-  ``cols`` to the output pixel it belongs to; crop, add the bias;
+  ``cols`` to the output pixel it belongs to (dropping those 'same' crops); add the bias;
 * backward, ``dx`` = Conv2D's forward of ``dy``: im2col of the zero-padded ``dy``, ``dx_rows = cols @ W2``;
 * backward, ``dw`` = Conv2D's weight gradient with the roles swapped: ``dW2 = colsᵀ @ x_rows``;
 
@@ -21,27 +21,27 @@ import numpy as np
 
 from .conv import col2im, conv_chunks, im2col_chunks
 from .parallel import image_chunks, run_chunks
-from .reference import conv2d_transpose_geometry, pad_nhwc
+from .reference import conv2d_transpose_geometry
 
 
 def conv2d_transpose_forward(x, w, b, strides=(1, 1), padding="valid"):
-    """``y_full[n, r*sh+p, c*sw+q, j] += x[n, r, c, k] w[p, q, j, k]``; ``y = crop(y_full) + b`` (GEMM + col2im)."""
+    """``y_full[n, r*sh+p, c*sw+q, j] += x[n, r, c, k] w[p, q, j, k]``; ``y = crop(y_full) + b`` (GEMM + col2im,
+    which adds straight into the cropped ``y``: ``y_full`` is never stored)."""
     x = np.ascontiguousarray(x)
     n_images, height, width, c_in = x.shape
     kh, kw, filters, _ = w.shape
     oh, ow, pads = conv2d_transpose_geometry(x.shape, w.shape, strides, padding)
-    top, bottom, left, right = pads
-    y_full = np.zeros((n_images, top + oh + bottom, left + ow + right, filters), dtype=x.dtype)
+    top, _, left, _ = pads
+    y = np.zeros((n_images, oh, ow, filters), dtype=x.dtype)
     w2 = w.reshape(kh * kw * filters, c_in)
     chunks = image_chunks(n_images, height * width * kh * kw * filters * x.itemsize)
 
     def work(share):
         for _, start, stop in share:
             cols = x[start:stop].reshape(-1, c_in) @ w2.T  # (rows (n, r, c), columns (p, q, j))
-            col2im(cols, kh, kw, strides[0], strides[1], height, width, y_full[start:stop])
+            col2im(cols, kh, kw, strides[0], strides[1], top, left, height, width, y[start:stop])
 
     run_chunks(chunks, work)
-    y = np.ascontiguousarray(y_full[:, top:top + oh, left:left + ow, :])
     y += b  # in place: the output keeps the input's dtype
     return y, (x, w, strides, pads)
 
@@ -53,14 +53,14 @@ def conv2d_transpose_backward(dy, cache, need_dx=True):
     x, w, strides, pads = cache
     n_images, height, width, c_in = x.shape
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    dy_full = pad_nhwc(dy, pads) if any(pads) else dy  # what 'same' cropped got no gradient: zeros
     w2 = w.reshape(-1, c_in)
-    chunks = conv_chunks(dy_full, w, height, width)
+    chunks = conv_chunks(dy, w, height, width)
     dw_parts = np.empty((len(chunks), *w2.shape), dtype=w.dtype)  # one partial sum per chunk, added in order
     dx = np.empty_like(x) if need_dx else None
 
     def work(share):
-        for i, start, stop, cols in im2col_chunks(dy_full, w, strides, height, width, share):
+        # im2col of dy padded by what 'same' cropped (zero taps: those outputs got no gradient)
+        for i, start, stop, cols in im2col_chunks(dy, w, strides, pads, height, width, share):
             x_rows = x[start:stop].reshape(-1, c_in)
             np.matmul(cols.T, x_rows, out=dw_parts[i])
             if need_dx:

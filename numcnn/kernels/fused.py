@@ -84,7 +84,7 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
 
         def work(share):  # chunks of images on numcnn's threads, as in kernels.conv
             z_buffer = None  # one buffer for all of this thread's chunks
-            for _, start, stop, cols in im2col_chunks(x_pad, w, conv_strides, oh, ow, share):
+            for _, start, stop, cols in im2col_chunks(x_pad, w, conv_strides, (0, 0, 0, 0), oh, ow, share):
                 z_buffer = np.empty((len(cols), c_out), x.dtype) if z_buffer is None else z_buffer
                 z = np.matmul(cols, w.reshape(-1, c_out), out=z_buffer[:len(cols)])
                 maxpool_images(z.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop],

@@ -70,55 +70,54 @@ def _a(g0, g1):
 
 
 # --- the 2-D tile transforms (serial and without the GIL: the callers run chunks of images on threads) -----
+# Each 2-D transform is done as its two 1-D passes, the first into a small buffer, and every innermost loop
+# runs over the channels with at most 4 arrays read and 4 written. LLVM vectorises such a loop; with all
+# 16 values of a tile in one loop (16 streams in, 16 out) it did not, and the input transform of the
+# CIFAR-style model's second layer (batch 32, 32x32x32) took 11.9 ms instead of 1.9 (Zen 4, one thread).
+# The sums are the same, in the same order, as the one-loop form: the results are the same bits.
 @njit(nogil=True, cache=True)
 def input_transform(x_pad, th, tw, v):
     """``v[e, t, k] = (Bᵀ d B)[e]`` for every tile ``d = x_pad[n, 2i:2i+4, 2l:2l+4, k]``, ``t = (n*th+i)*tw+l``."""
-    n_images, _, _, channels = x_pad.shape
-    for row in range(n_images * th):
-        n, i = row // th, row % th
-        for l in range(tw):
-            t = row * tw + l
-            r, c = 2 * i, 2 * l
-            for k in range(channels):
-                # Bᵀ d: transform each of the 4 columns of the tile
-                a0, a1, a2, a3 = _bt(x_pad[n, r, c, k], x_pad[n, r + 1, c, k], x_pad[n, r + 2, c, k], x_pad[n, r + 3, c, k])
-                b0, b1, b2, b3 = _bt(x_pad[n, r, c + 1, k], x_pad[n, r + 1, c + 1, k], x_pad[n, r + 2, c + 1, k],
-                                     x_pad[n, r + 3, c + 1, k])
-                c0, c1, c2, c3 = _bt(x_pad[n, r, c + 2, k], x_pad[n, r + 1, c + 2, k], x_pad[n, r + 2, c + 2, k],
-                                     x_pad[n, r + 3, c + 2, k])
-                d0, d1, d2, d3 = _bt(x_pad[n, r, c + 3, k], x_pad[n, r + 1, c + 3, k], x_pad[n, r + 2, c + 3, k],
-                                     x_pad[n, r + 3, c + 3, k])
-                # (Bᵀ d) B: transform each of its 4 rows; row ξ goes to e = 4ξ .. 4ξ+3
-                v[0, t, k], v[1, t, k], v[2, t, k], v[3, t, k] = _bt(a0, b0, c0, d0)
-                v[4, t, k], v[5, t, k], v[6, t, k], v[7, t, k] = _bt(a1, b1, c1, d1)
-                v[8, t, k], v[9, t, k], v[10, t, k], v[11, t, k] = _bt(a2, b2, c2, d2)
-                v[12, t, k], v[13, t, k], v[14, t, k], v[15, t, k] = _bt(a3, b3, c3, d3)
+    n_images, _, width, channels = x_pad.shape
+    bt_d = np.empty((4, width, channels), dtype=v.dtype)  # Bᵀ d for one row of tiles, every column
+    for n in range(n_images):
+        for i in range(th):
+            r = 2 * i
+            for c in range(width):  # Bᵀ d: each column of 4 pixels
+                for k in range(channels):
+                    bt_d[0, c, k], bt_d[1, c, k], bt_d[2, c, k], bt_d[3, c, k] = _bt(
+                        x_pad[n, r, c, k], x_pad[n, r + 1, c, k], x_pad[n, r + 2, c, k], x_pad[n, r + 3, c, k])
+            for l in range(tw):  # (Bᵀ d) B: row ξ of a tile's Bᵀ d goes to e = 4ξ .. 4ξ+3
+                t, c = (n * th + i) * tw + l, 2 * l
+                for xi in range(4):
+                    e = 4 * xi
+                    for k in range(channels):
+                        v[e, t, k], v[e + 1, t, k], v[e + 2, t, k], v[e + 3, t, k] = _bt(
+                            bt_d[xi, c, k], bt_d[xi, c + 1, k], bt_d[xi, c + 2, k], bt_d[xi, c + 3, k])
 
 
 @njit(nogil=True, cache=True)
 def output_transform(m, b, n_images, th, tw, y):
     """``y[n, 2i+a, 2l+c, j] = (Aᵀ M A)[a, c] + b[j]`` for every tile, cut to ``y``'s height and width."""
     _, oh, ow, channels = y.shape
-    for row in range(n_images * th):
-        n, i = row // th, row % th
-        for l in range(tw):
-            t = row * tw + l
-            r, c = 2 * i, 2 * l
-            for j in range(channels):
-                # Aᵀ M: combine the 4 rows of M (ξ = 0..3) for each of its 4 columns ν
-                s0, u0 = _at(m[0, t, j], m[4, t, j], m[8, t, j], m[12, t, j])
-                s1, u1 = _at(m[1, t, j], m[5, t, j], m[9, t, j], m[13, t, j])
-                s2, u2 = _at(m[2, t, j], m[6, t, j], m[10, t, j], m[14, t, j])
-                s3, u3 = _at(m[3, t, j], m[7, t, j], m[11, t, j], m[15, t, j])
-                y00, y01 = _at(s0, s1, s2, s3)
-                y10, y11 = _at(u0, u1, u2, u3)
-                y[n, r, c, j] = y00 + b[j]
-                if c + 1 < ow:
-                    y[n, r, c + 1, j] = y01 + b[j]
-                if r + 1 < oh:
-                    y[n, r + 1, c, j] = y10 + b[j]
-                    if c + 1 < ow:
-                        y[n, r + 1, c + 1, j] = y11 + b[j]
+    at_m = np.empty((2, 4, channels), dtype=y.dtype)  # Aᵀ M of one tile
+    for n in range(n_images):
+        for i in range(th):
+            for l in range(tw):
+                t, r, c = (n * th + i) * tw + l, 2 * i, 2 * l
+                for nu in range(4):  # Aᵀ M: combine the 4 rows of M (ξ = 0..3) for each column ν
+                    for j in range(channels):
+                        at_m[0, nu, j], at_m[1, nu, j] = _at(m[nu, t, j], m[4 + nu, t, j], m[8 + nu, t, j],
+                                                             m[12 + nu, t, j])
+                right = c + 1 < ow
+                for a in range(2):  # (Aᵀ M) A, row a of the 2x2 output tile
+                    if r + a >= oh:
+                        break
+                    for j in range(channels):
+                        y0, y1 = _at(at_m[a, 0, j], at_m[a, 1, j], at_m[a, 2, j], at_m[a, 3, j])
+                        y[n, r + a, c, j] = y0 + b[j]
+                        if right:
+                            y[n, r + a, c + 1, j] = y1 + b[j]
 
 
 @njit(nogil=True, cache=True)
@@ -127,51 +126,47 @@ def output_gradient_transform(dy, th, tw, dm):
     ``output_transform``."""
     n_images, oh, ow, channels = dy.shape
     zero = dy.dtype.type(0)
-    for row in range(n_images * th):
-        n, i = row // th, row % th
-        for l in range(tw):
-            t = row * tw + l
-            r, c = 2 * i, 2 * l
-            right, down = c + 1 < ow, r + 1 < oh
-            for j in range(channels):
-                g00 = dy[n, r, c, j]
-                g01 = dy[n, r, c + 1, j] if right else zero
-                g10 = dy[n, r + 1, c, j] if down else zero
-                g11 = dy[n, r + 1, c + 1, j] if right and down else zero
-                p0, p1, p2, p3 = _a(g00, g10)  # A g: column 0 of the tile
-                q0, q1, q2, q3 = _a(g01, g11)  # column 1
-                dm[0, t, j], dm[1, t, j], dm[2, t, j], dm[3, t, j] = _a(p0, q0)  # (A g) Aᵀ, row by row
-                dm[4, t, j], dm[5, t, j], dm[6, t, j], dm[7, t, j] = _a(p1, q1)
-                dm[8, t, j], dm[9, t, j], dm[10, t, j], dm[11, t, j] = _a(p2, q2)
-                dm[12, t, j], dm[13, t, j], dm[14, t, j], dm[15, t, j] = _a(p3, q3)
-
-
-@njit(cache=True)
-def _add_tile_gradient(dv, t, n, r, c, dx_pad):
-    """``dx_pad[n, r:r+4, c:c+4, k] += (B dV[:, t, k] Bᵀ)`` for every channel ``k``."""
-    for k in range(dx_pad.shape[3]):
-        # B dV: combine the 4 rows of dV for each of its 4 columns
-        a0, a1, a2, a3 = _b(dv[0, t, k], dv[4, t, k], dv[8, t, k], dv[12, t, k])
-        b0, b1, b2, b3 = _b(dv[1, t, k], dv[5, t, k], dv[9, t, k], dv[13, t, k])
-        c0, c1, c2, c3 = _b(dv[2, t, k], dv[6, t, k], dv[10, t, k], dv[14, t, k])
-        d0, d1, d2, d3 = _b(dv[3, t, k], dv[7, t, k], dv[11, t, k], dv[15, t, k])
-        rows = (_b(a0, b0, c0, d0), _b(a1, b1, c1, d1), _b(a2, b2, c2, d2), _b(a3, b3, c3, d3))
-        for p in range(4):
-            e0, e1, e2, e3 = rows[p]
-            dx_pad[n, r + p, c, k] += e0
-            dx_pad[n, r + p, c + 1, k] += e1
-            dx_pad[n, r + p, c + 2, k] += e2
-            dx_pad[n, r + p, c + 3, k] += e3
+    a_g = np.empty((2, 4, channels), dtype=dm.dtype)  # A g of one tile: its 2 columns, 4 values each
+    for n in range(n_images):
+        for i in range(th):
+            for l in range(tw):
+                t, r, c = (n * th + i) * tw + l, 2 * i, 2 * l
+                down = r + 1 < oh
+                for b in range(2):  # A g: column b of the tile (0 past the right or bottom edge)
+                    if c + b >= ow:
+                        a_g[b] = zero
+                        continue
+                    for j in range(channels):
+                        g1 = dy[n, r + 1, c + b, j] if down else zero
+                        a_g[b, 0, j], a_g[b, 1, j], a_g[b, 2, j], a_g[b, 3, j] = _a(dy[n, r, c + b, j], g1)
+                for xi in range(4):  # (A g) Aᵀ, row by row
+                    e = 4 * xi
+                    for j in range(channels):
+                        dm[e, t, j], dm[e + 1, t, j], dm[e + 2, t, j], dm[e + 3, t, j] = _a(a_g[0, xi, j],
+                                                                                           a_g[1, xi, j])
 
 
 @njit(nogil=True, cache=True)
 def input_gradient_transform(dv, th, tw, dx_pad):
     """Add ``B dV Bᵀ`` of every tile into ``dx_pad`` (zeroed by the caller): the transpose of
     ``input_transform``. Neighbouring tiles overlap: one thread adds them all, in a fixed order."""
+    channels = dx_pad.shape[3]
+    b_dv = np.empty((4, 4, channels), dtype=dx_pad.dtype)  # B dV of one tile: b_dv[ν] = column ν
     for n in range(dx_pad.shape[0]):
         for i in range(th):
             for l in range(tw):
-                _add_tile_gradient(dv, (n * th + i) * tw + l, n, 2 * i, 2 * l, dx_pad)
+                t, r, c = (n * th + i) * tw + l, 2 * i, 2 * l
+                for nu in range(4):  # B dV: combine the 4 rows of dV for each column ν
+                    for k in range(channels):
+                        b_dv[nu, 0, k], b_dv[nu, 1, k], b_dv[nu, 2, k], b_dv[nu, 3, k] = _b(
+                            dv[nu, t, k], dv[4 + nu, t, k], dv[8 + nu, t, k], dv[12 + nu, t, k])
+                for p in range(4):  # (B dV) Bᵀ, row p of the 4x4 input tile
+                    for k in range(channels):
+                        e0, e1, e2, e3 = _b(b_dv[0, p, k], b_dv[1, p, k], b_dv[2, p, k], b_dv[3, p, k])
+                        dx_pad[n, r + p, c, k] += e0
+                        dx_pad[n, r + p, c + 1, k] += e1
+                        dx_pad[n, r + p, c + 2, k] += e2
+                        dx_pad[n, r + p, c + 3, k] += e3
 
 
 # --- the filter transform and its transpose (NumPy: 3x3 -> 4x4 per channel pair, tiny) -------------------
@@ -219,8 +214,9 @@ def transformed_chunks(x_pad, th, tw, share):
         yield index, start, stop, v
 
 
-def winograd_conv3x3_forward(x, w, b, padding="valid"):
-    """``conv2d_forward(x, w, b, (1, 1), padding)`` for a 3x3 kernel by F(2x2, 3x3); returns ``(y, cache)``."""
+def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None):
+    """``conv2d_forward(x, w, b, (1, 1), padding, epilogue)`` for a 3x3 kernel by F(2x2, 3x3); returns
+    ``(y, cache)``. ``epilogue`` is called on each chunk's output rows, as in ``conv.conv2d_forward``."""
     if w.shape[:2] != (3, 3):
         raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got {w.shape[:2]}")
     oh, ow, pads, th, tw = winograd_geometry(x.shape, padding)
@@ -238,6 +234,8 @@ def winograd_conv3x3_forward(x, w, b, padding="valid"):
             for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
                 np.matmul(v[e], u[e], out=m[e])
             output_transform(m, b, stop - start, th, tw, y[start:stop])
+            if epilogue is not None:
+                epilogue(start, stop, y[start:stop].reshape(-1, y.shape[-1]))
 
     run_chunks(chunks, work)
     return y, WinogradCache(x.shape, x_pad, u, w.shape, pads, (th, tw))
