@@ -247,9 +247,10 @@ def worker(framework: str, architecture: str, batch: int, steps: int, warmup: in
 
 
 def training_flops(architecture: str, batch: int) -> tuple[float, float]:
-    """``(direct, winograd)``: floating-point operations of one training step's convolutions and dense layers
+    """``(direct, as_run)``: floating-point operations of one training step's convolutions and dense layers
     (2 per multiply-add; forward, input gradient except the first layer's, weight gradient), directly and
-    with Winograd F(2x2, 3x3)'s 16/36 of the multiplications on the 3x3 stride-1 convolutions."""
+    as numcnn runs them: Winograd F(2x2, 3x3)'s 16/36 of the multiplications on the convolutions that
+    ``kernels.conv.use_winograd`` sends to it (never a Conv2D fused with its MaxPooling2D)."""
     import numcnn
     from numcnn import layers
 
@@ -257,9 +258,12 @@ def training_flops(architecture: str, batch: int) -> tuple[float, float]:
     model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
     import numpy as np
 
+    from numcnn.kernels.conv import use_winograd
+
+    fused = {first for first, last in model.steps() if last > first}
     direct = winograd = 0.0
     first = True
-    for layer in model.layers:
+    for index, layer in enumerate(model.layers):
         if not isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)):
             continue
         kernel = layer.params["kernel"]
@@ -269,7 +273,8 @@ def training_flops(architecture: str, batch: int) -> tuple[float, float]:
         forward = 2.0 * batch * out_positions * kernel.size
         total = forward * (2 if first else 3)
         direct += total
-        fast = isinstance(layer, layers.Conv2D) and kernel.shape[:2] == (3, 3) and layer.strides == (1, 1)
+        fast = isinstance(layer, layers.Conv2D) and index not in fused and use_winograd(
+            (batch, *layer.input_shape), kernel.shape, layer.strides, layer.output_shape[:2])
         winograd += total * (16 / 36 if fast else 1)
         first = False
     return direct, winograd
@@ -340,7 +345,7 @@ def main(argv=None) -> int:
              f"{args.warmup} warm-up; inference: {INFERENCE_BATCH} images per call; median of {args.rounds} rounds",
              "",
              "| architecture | batch | train ms: " + " / ".join(frameworks) + " | numcnn / faster peer | "
-             "numcnn GFLOP/s (% of sgemm; Winograd count) | infer ms: " + " / ".join(frameworks)
+             "numcnn GFLOP/s (% of sgemm; with Winograd's count where it runs) | infer ms: " + " / ".join(frameworks)
              + " | numcnn / faster peer | peak RSS MB: " + " / ".join(frameworks) + " |",
              "|---|---|---|---|---|---|---|---|"]
     summary = []

@@ -57,7 +57,7 @@ def compare(batch, height, width, c_in, c_out, padding, repeats, dtype):
     x = rng.normal(size=(batch, height, width, c_in)).astype(dtype)
     w = rng.normal(scale=(9 * c_in) ** -0.5, size=(3, 3, c_in, c_out)).astype(dtype)
     b = np.zeros(c_out, dtype)
-    im2col = (lambda x, w, b, p: conv.conv2d_forward(x, w, b, (1, 1), p), conv.conv2d_backward)
+    im2col = (lambda x, w, b, p: conv.conv2d_forward(x, w, b, (1, 1), p, winograd_rule=False), conv.conv2d_backward)
     wino = (winograd.winograd_conv3x3_forward, winograd.winograd_conv3x3_backward)
     y_direct, _ = im2col[0](x, w, b, padding)
     y_wino, _ = wino[0](x, w, b, padding)
@@ -70,7 +70,8 @@ def compare(batch, height, width, c_in, c_out, padding, repeats, dtype):
         times["im2col"].append(step(*im2col, x, w, b, dy, padding))
         times["winograd"].append(step(*wino, x, w, b, dy, padding))
     direct_ms, wino_ms = (statistics.median(times[k]) * 1e3 for k in ("im2col", "winograd"))
-    return direct_ms, wino_ms, error
+    chosen = conv.use_winograd(x.shape, w.shape, (1, 1), y_direct.shape[1:3])
+    return direct_ms, wino_ms, error, "Winograd" if chosen else "im2col"
 
 
 def main(argv=None) -> int:
@@ -82,12 +83,13 @@ def main(argv=None) -> int:
 
     print(f"CPU: {run.cpu_name()}; {os.cpu_count()} cores; {args.dtype}; forward + backward per call, "
           f"median of {args.repeats} interleaved calls each")
-    print("| layer | batch | input | im2col ms | Winograd ms | Winograd / im2col | max rel. diff |")
-    print("|---|---|---|---|---|---|---|")
+    print("| layer | batch | input | im2col ms | Winograd ms | Winograd / im2col | max rel. diff | use_winograd picks |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, batch, height, width, c_in, c_out, padding in SHAPES:
-        direct_ms, wino_ms, error = compare(batch, height, width, c_in, c_out, padding, args.repeats, args.dtype)
+        direct_ms, wino_ms, error, chosen = compare(batch, height, width, c_in, c_out, padding, args.repeats,
+                                                    args.dtype)
         print(f"| {label} | {batch} | {height}x{width}x{c_in} {padding} | {direct_ms:.2f} | {wino_ms:.2f} | "
-              f"{wino_ms / direct_ms:.2f} | {error:.1e} |", flush=True)
+              f"{wino_ms / direct_ms:.2f} | {error:.1e} | {chosen} |", flush=True)
     return 0
 
 

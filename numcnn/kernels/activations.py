@@ -31,35 +31,51 @@ import numpy as np
 from numba import njit, prange
 from scipy import special
 
+from .parallel import ELEMENTWISE_BLOCK, block_span, run_elementwise
 
-@njit(parallel=True, cache=True)
-def _relu(x, y):
+
+# Each elementwise kernel is a serial loop over a span of elements, and a parallel loop over blocks of
+# spans; ``parallel.run_elementwise`` picks one by size (a parallel launch costs more than a small pass).
+@njit(nogil=True, cache=True)
+def _relu_span(x, y, start, stop):
     zero = x.dtype.type(0)
-    for i in prange(x.size):
+    x, y = x[start:stop], y[start:stop]  # loops from 0 (``range(start, stop)`` did not vectorise)
+    for i in range(x.size):
         y[i] = x[i] if x[i] > 0 else zero
 
 
 @njit(parallel=True, cache=True)
-def _relu_backward(dy, x, dx):
+def _relu_parallel(x, y):
+    for block in prange(-(-x.size // ELEMENTWISE_BLOCK)):
+        _relu_span(x, y, *block_span(block, x.size))
+
+
+@njit(nogil=True, cache=True)
+def _relu_backward_span(dy, x, dx, start, stop):
     zero = x.dtype.type(0)
-    for i in prange(x.size):
+    dy, x, dx = dy[start:stop], x[start:stop], dx[start:stop]
+    for i in range(x.size):
         dx[i] = dy[i] if x[i] > 0 else zero
+
+
+@njit(parallel=True, cache=True)
+def _relu_backward_parallel(dy, x, dx):
+    for block in prange(-(-x.size // ELEMENTWISE_BLOCK)):
+        _relu_backward_span(dy, x, dx, *block_span(block, x.size))
 
 
 @njit(nogil=True, cache=True)
 def relu_into(x, y):
     """``y = max(x, 0)`` on flat arrays, as ``relu_forward``: serial and without the GIL, for numcnn's worker
     threads (a convolution applies it to each chunk of its output while the chunk is still in cache)."""
-    zero = x.dtype.type(0)
-    for i in range(x.size):
-        y[i] = x[i] if x[i] > 0 else zero
+    _relu_span(x, y, 0, x.size)
 
 
 def relu_forward(x):
     """``y = max(x, 0)``; the cache is ``x`` itself (backward needs only its sign)."""
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _relu(x.reshape(-1), y.reshape(-1))
+    run_elementwise(_relu_span, _relu_parallel, x.size, x.reshape(-1), y.reshape(-1))
     return y, x
 
 
@@ -67,7 +83,8 @@ def relu_backward(dy, x):
     """``dx = dy`` where ``x > 0``, else 0."""
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     dx = np.empty_like(x)
-    _relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    run_elementwise(_relu_backward_span, _relu_backward_parallel, x.size, dy.reshape(-1), x.reshape(-1),
+                    dx.reshape(-1))
     return dx
 
 
@@ -146,16 +163,30 @@ def gelu_backward(dy, cache):
     return dy * (cdf + x * density)
 
 
-@njit(parallel=True, cache=True)
-def _leaky_relu(x, slope, y):
-    for i in prange(x.size):
+@njit(nogil=True, cache=True)
+def _leaky_relu_span(x, slope, y, start, stop):
+    x, y = x[start:stop], y[start:stop]
+    for i in range(x.size):
         y[i] = x[i] if x[i] > 0 else slope * x[i]
 
 
 @njit(parallel=True, cache=True)
-def _leaky_relu_backward(dy, x, slope, dx):
-    for i in prange(x.size):
+def _leaky_relu_parallel(x, slope, y):
+    for block in prange(-(-x.size // ELEMENTWISE_BLOCK)):
+        _leaky_relu_span(x, slope, y, *block_span(block, x.size))
+
+
+@njit(nogil=True, cache=True)
+def _leaky_relu_backward_span(dy, x, slope, dx, start, stop):
+    dy, x, dx = dy[start:stop], x[start:stop], dx[start:stop]
+    for i in range(x.size):
         dx[i] = dy[i] if x[i] > 0 else slope * dy[i]
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu_backward_parallel(dy, x, slope, dx):
+    for block in prange(-(-x.size // ELEMENTWISE_BLOCK)):
+        _leaky_relu_backward_span(dy, x, slope, dx, *block_span(block, x.size))
 
 
 def leaky_relu_forward(x, negative_slope=0.2):
@@ -164,7 +195,7 @@ def leaky_relu_forward(x, negative_slope=0.2):
     x = np.ascontiguousarray(x)
     slope = x.dtype.type(negative_slope)
     y = np.empty_like(x)
-    _leaky_relu(x.reshape(-1), slope, y.reshape(-1))
+    run_elementwise(_leaky_relu_span, _leaky_relu_parallel, x.size, x.reshape(-1), slope, y.reshape(-1))
     return y, (x, slope)
 
 
@@ -173,7 +204,8 @@ def leaky_relu_backward(dy, cache):
     x, slope = cache
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     dx = np.empty_like(x)
-    _leaky_relu_backward(dy.reshape(-1), x.reshape(-1), slope, dx.reshape(-1))
+    run_elementwise(_leaky_relu_backward_span, _leaky_relu_backward_parallel, x.size, dy.reshape(-1),
+                    x.reshape(-1), slope, dx.reshape(-1))
     return dx
 
 

@@ -97,12 +97,12 @@ def use_winograd(x_shape, w_shape, strides, output_size) -> bool:
 
     Only a 3x3 kernel at stride 1 can (the algorithm's tiles assume both). Where it pays was measured with
     ``benchmarks/winograd.py`` (forward + backward, interleaved A/B, medians; README section "Winograd"),
-    both run as chunks of images on numcnn's threads with single-threaded BLAS, 2 threads, on AMD EPYC Zen 4
-    (AVX-512) and with the AVX2 settings of tests' ``conftest.py`` (Haswell code from Numba and OpenBLAS):
-    Winograd took 0.75-0.90x im2col's time where both channel counts are >= 16 and the output map is at
-    least 16x16 (the CIFAR-style model's 32 -> 64 and 64 -> 64 layers, a 128x128x16 map), but 1.2-1.7x on 3
-    input channels (its 16 products have K = C_in: too thin for BLAS) and on small maps (13x13, 5x5: edge
-    tiles and per-tile overhead). Its results differ from the direct convolution's by rounding (bounded in
+    both run as chunks of images on numcnn's threads with single-threaded BLAS, 2 threads, on AMD EPYC Zen 4,
+    once with AVX-512 and once as an AVX2 machine (``NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell
+    NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"``; figures in the README): Winograd was faster where both
+    channel counts are >= 16 and the output map is at least 16x16 (the CIFAR-style model's 32 -> 64 and
+    64 -> 64 layers, a 128x128x16 map), but slower on 3 input channels (its 16 products have K = C_in: too
+    thin for BLAS) and on small maps (13x13, 5x5: edge tiles and per-tile overhead). Its results differ from the direct convolution's by rounding (bounded in
     tests/test_winograd.py), so it is never used by the fused Conv2D + MaxPooling2D kernel, whose
     first-maximum tie rule needs equal receptive fields to give bit-equal outputs (``kernels.fused`` calls
     im2col directly, not this function).

@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .parallel import ELEMENTWISE_BLOCK, block_span, run_elementwise
+
 
 # --------------------------------------------------------------------------------------------
 # Batch normalization
@@ -162,11 +164,18 @@ def batchnorm_backward(dy, cache):
 # --------------------------------------------------------------------------------------------
 # Dropout
 # --------------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
-def _scale_kept(x, keep, scale, y):
+@njit(nogil=True, cache=True)
+def _scale_kept_span(x, keep, scale, y, start, stop):
     zero = y.dtype.type(0)
-    for i in prange(x.size):
+    x, keep, y = x[start:stop], keep[start:stop], y[start:stop]  # loops from 0: vectorises
+    for i in range(x.size):
         y[i] = x[i] * scale if keep[i] else zero
+
+
+@njit(parallel=True, cache=True)
+def _scale_kept_parallel(x, keep, scale, y):
+    for block in prange(-(-x.size // ELEMENTWISE_BLOCK)):
+        _scale_kept_span(x, keep, scale, y, *block_span(block, x.size))
 
 
 def _masked_scale(x, keep, scale):
@@ -175,7 +184,8 @@ def _masked_scale(x, keep, scale):
     x = np.ascontiguousarray(x)
     keep = np.ascontiguousarray(np.broadcast_to(keep, x.shape))
     y = np.empty_like(x)
-    _scale_kept(x.reshape(-1), keep.reshape(-1), scale, y.reshape(-1))
+    run_elementwise(_scale_kept_span, _scale_kept_parallel, x.size, x.reshape(-1), keep.reshape(-1), scale,
+                    y.reshape(-1))
     return y
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .parallel import PARALLEL_MIN_ELEMENTS
 from .reference import conv2d_geometry
 
 
@@ -125,17 +126,24 @@ def route_window_row(dy_row, y_row, relu, winner_row, pr, oh, ow, ph, pw, psh, p
                     dx_rc[k] += masked_pc[k] if winner_pc[k] == at else zero
 
 
-@njit(parallel=True, cache=True)
-def _maxpool_backward(dy, winner, ph, pw, sh, sw, top, left, dx):
-    """``route_window_row`` for every row of windows; one image per thread, ``dx[n]`` zeroed just before its
-    adds land on it (still in cache)."""
+@njit(nogil=True, cache=True)
+def _maxpool_backward_images(dy, winner, ph, pw, sh, sw, top, left, dx):
+    """``route_window_row`` for every row of windows of every image, on one thread; ``dx[n]`` is zeroed just
+    before its adds land on it (still in cache)."""
     n_images, oh, ow, channels = dy.shape
-    for n in prange(n_images):
-        masked, unused_db = np.empty((ow, channels), dtype=dx.dtype), np.empty(channels, dtype=dx.dtype)
+    masked, unused_db = np.empty((ow, channels), dtype=dx.dtype), np.empty(channels, dtype=dx.dtype)
+    for n in range(n_images):
         dx[n] = 0
         for r in range(oh):
             route_window_row(dy[n, r], dy[n, r], False, winner[n, r], r, dx.shape[1], dx.shape[2], ph, pw, sh, sw,
                              top, left, 0, masked, unused_db, dx[n])
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_backward(dy, winner, ph, pw, sh, sw, top, left, dx):
+    """``_maxpool_backward_images``, one image per thread."""
+    for n in prange(dy.shape[0]):
+        _maxpool_backward_images(dy[n:n + 1], winner[n:n + 1], ph, pw, sh, sw, top, left, dx[n:n + 1])
 
 
 def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
@@ -146,7 +154,9 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     winner = np.empty(y.shape, dtype=np.int32)
     no_bias = np.zeros(0, dtype=x.dtype)
-    _maxpool_forward(x, no_bias, False, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
+    # on this thread below parallel.PARALLEL_MIN_ELEMENTS: starting the other threads would cost more
+    kernel = _maxpool_forward if x.size >= PARALLEL_MIN_ELEMENTS else maxpool_images
+    kernel(x, no_bias, False, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
     return y, (x.shape, winner, (*pool_size, *strides, top, left))
 
 
@@ -154,7 +164,8 @@ def maxpool2d_backward(dy, cache):
     """``dx[winner] += dy`` for every output."""
     x_shape, winner, pool = cache
     dx = np.empty(x_shape, dtype=dy.dtype)
-    _maxpool_backward(np.ascontiguousarray(dy), winner, *pool, dx)
+    kernel = _maxpool_backward if dx.size >= PARALLEL_MIN_ELEMENTS else _maxpool_backward_images
+    kernel(np.ascontiguousarray(dy), winner, *pool, dx)
     return dx
 
 
