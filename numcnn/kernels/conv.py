@@ -27,6 +27,7 @@ in the backward rather than kept: im2col is cheap next to the GEMMs, and memory 
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -37,29 +38,54 @@ from .parallel import image_chunks, run_chunks
 from .reference import conv2d_geometry
 
 
-@njit(nogil=True, cache=True)
-def im2col(x, kh, kw, sh, sw, top, left, oh, ow, cols):
-    """Fill ``cols`` (N*OH*OW, KH*KW*C) with the receptive fields of ``x`` (N, H, W, C) padded by ``top``
-    rows and ``left`` columns of zeros (and as many as needed at the bottom and right). The padding is
-    implicit: taps outside ``x`` are written as zeros, so no padded copy of ``x`` is ever made. Serial (the
-    callers run chunks of images on several threads) and without the GIL."""
-    n_images, height, width, channels = x.shape
-    zero = cols.dtype.type(0)
-    for n in range(n_images):
-        for r in range(oh):
-            for c in range(ow):
-                row = (n * oh + r) * ow + c
-                for p in range(kh):
-                    i = r * sh + p - top
-                    for q in range(kw):
-                        j = c * sw + q - left
-                        start = (p * kw + q) * channels
-                        if 0 <= i < height and 0 <= j < width:
-                            for k in range(channels):
-                                cols[row, start + k] = x[n, i, j, k]
-                        else:  # a tap in the padding
-                            for k in range(channels):
-                                cols[row, start + k] = zero
+def _im2col_kernel(fixed_kh=0, fixed_kw=0, fixed_channels=0):
+    """The im2col kernel; with ``fixed_*`` > 0, compiled for that one kernel size and channel count.
+
+    Numba compiles a closure's variables as constants, so a fixed (KH, KW, C_in) gives the tap loops known
+    trip counts and LLVM unrolls them: for a network's first layer (1-4 channels, where the innermost loop
+    copies only C_in numbers per tap) that made im2col 2-5x faster (measured on Zen 4: 5x5x3 taps at stride 2,
+    64 images of 64x64: 7.3 -> 3.5 ms; 3x3x3 on 32 images of 128x128: 20 -> 5 ms; 3x3x1: 0.76 -> 0.14 ms),
+    but 2x slower for 32 channels (too much unrolled code), hence ``UNROLLED_MAX_CHANNELS``. With the
+    defaults the sizes come from the arguments: one kernel for every shape."""
+
+    @njit(nogil=True, cache=True)
+    def im2col(x, kh, kw, sh, sw, top, left, oh, ow, cols):
+        """Fill ``cols`` (N*OH*OW, KH*KW*C) with the receptive fields of ``x`` (N, H, W, C) padded by ``top``
+        rows and ``left`` columns of zeros (and as many as needed at the bottom and right). The padding is
+        implicit: taps outside ``x`` are written as zeros, so no padded copy of ``x`` is ever made. Serial
+        (the callers run chunks of images on several threads) and without the GIL."""
+        if fixed_kh:
+            kh, kw = fixed_kh, fixed_kw
+        n_images, height, width, _ = x.shape
+        channels = fixed_channels if fixed_channels else x.shape[3]
+        zero = cols.dtype.type(0)
+        for n in range(n_images):
+            for r in range(oh):
+                for c in range(ow):
+                    row = (n * oh + r) * ow + c
+                    for p in range(kh):
+                        i = r * sh + p - top
+                        for q in range(kw):
+                            j = c * sw + q - left
+                            start = (p * kw + q) * channels
+                            if 0 <= i < height and 0 <= j < width:
+                                for k in range(channels):
+                                    cols[row, start + k] = x[n, i, j, k]
+                            else:  # a tap in the padding
+                                for k in range(channels):
+                                    cols[row, start + k] = zero
+
+    return im2col
+
+
+im2col = _im2col_kernel()  # sizes from the arguments
+UNROLLED_MAX_CHANNELS = 4  # up to this many input channels, im2col is compiled per (KH, KW, C_in)
+
+
+@functools.cache
+def im2col_for(kh, kw, channels):
+    """The im2col kernel for this kernel size and channel count (``_im2col_kernel`` says why they differ)."""
+    return _im2col_kernel(kh, kw, channels) if channels <= UNROLLED_MAX_CHANNELS else im2col
 
 
 @njit(nogil=True, cache=True)
@@ -163,10 +189,11 @@ def im2col_chunks(x, w, strides, pads, oh, ow, share):
     if not share:
         return
     top, _, left, _ = pads
+    kernel = im2col_for(kh, kw, c_in)
     buffer = np.empty((max(stop - start for _, start, stop in share) * oh * ow, kh * kw * c_in), dtype=x.dtype)
     for index, start, stop in share:
         cols = buffer[:(stop - start) * oh * ow]
-        im2col(x[start:stop], kh, kw, strides[0], strides[1], top, left, oh, ow, cols)
+        kernel(x[start:stop], kh, kw, strides[0], strides[1], top, left, oh, ow, cols)
         yield index, start, stop, cols
 
 

@@ -31,12 +31,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
-# Elementwise kernels (ReLU, leaky ReLU, dropout) run on numcnn's threads only from this many elements on.
-# Starting a parallel loop costs a wake-up of the sleeping threads (OMP_WAIT_POLICY=passive, numcnn/__init__.py):
-# measured 50-80 us per launch on this project's 2-core virtual machines (AMD EPYC Zen 4, the same with the
-# AVX2 settings), while a serial ReLU pass takes 31 us over 2^18 floats, 119 us over 2^20 (parallel: 85, 155)
-# and 1165 us over 2^22 (parallel: 790). The crossover is between 2^20 and 2^22 elements; a training batch's
-# activations are mostly below it, an inference batch of 256 images above.
+# Elementwise kernels (ReLU, leaky ReLU, dropout) and max pooling run on numcnn's threads only from this many
+# elements on. Starting a parallel loop costs a wake-up of the sleeping threads (OMP_WAIT_POLICY=passive,
+# numcnn/__init__.py), a cost of the machine's thread wake-up, not of its SIMD width: measured 50-80 us per
+# launch on this project's 2-core virtual machine (AMD EPYC Zen 4), while a serial ReLU pass took 33 us over
+# 2^18 floats and 118 us over 2^20 (parallel: 85 and 155 us), 485 us over 2^22 (parallel: 790 us before the
+# serial pass was made to vectorise; it then beat the parallel one up to 2^22 here, on a memory-bound pass,
+# but more cores or a faster wake-up move the crossover down, so the threshold stays at the crossover measured
+# with the same kernel on both paths, between 2^20 and 2^22). A training batch's activations are mostly below
+# it, an inference batch of 256 images above.
 PARALLEL_MIN_ELEMENTS = 1 << 21
 ELEMENTWISE_BLOCK = 1 << 16  # elements per block of a parallel elementwise loop
 
