@@ -32,14 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 
 # Elementwise kernels (ReLU, leaky ReLU, dropout) and max pooling run on numcnn's threads only from this many
-# elements on. Starting a parallel loop costs a wake-up of the sleeping threads (OMP_WAIT_POLICY=passive,
-# numcnn/__init__.py), a cost of the machine's thread wake-up, not of its SIMD width: measured 50-80 us per
-# launch on this project's 2-core virtual machine (AMD EPYC Zen 4), while a serial ReLU pass took 33 us over
-# 2^18 floats and 118 us over 2^20 (parallel: 85 and 155 us), 485 us over 2^22 (parallel: 790 us before the
-# serial pass was made to vectorise; it then beat the parallel one up to 2^22 here, on a memory-bound pass,
-# but more cores or a faster wake-up move the crossover down, so the threshold stays at the crossover measured
-# with the same kernel on both paths, between 2^20 and 2^22). A training batch's activations are mostly below
-# it, an inference batch of 256 images above.
+# elements on. Starting a parallel loop wakes the sleeping threads (OMP_WAIT_POLICY=passive, numcnn/__init__.py),
+# which cost 50-80 us per launch on this project's 2-core virtual machine. Measured with the ReLU kernel, serial
+# vs parallel, AMD EPYC Zen 4: 26 vs 82 us at 2^18 floats, 115 vs 118 at 2^20, 308 vs 186 at 2^21, 5.6 vs 4.2 ms
+# at 2^24; with the AVX2 settings (NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES=
+# "X86_V4 AVX512_ICL"): 32 vs 83, 153 vs 152, 323 vs 204 us, 8.8 vs 4.8 ms. The crossover is at 2^20-2^21 on
+# both. A training batch's activations are mostly below it, an inference batch of 256 images above.
 PARALLEL_MIN_ELEMENTS = 1 << 21
 ELEMENTWISE_BLOCK = 1 << 16  # elements per block of a parallel elementwise loop
 
