@@ -336,3 +336,39 @@ def test_numba_runs_on_openmp_with_sleeping_idle_threads():
     fast.maxpool2d_forward(np.zeros((2, 2, 2, 1), np.float32))  # starts Numba's threads
     assert numba.threading_layer() == "omp"
     assert os.environ["OMP_WAIT_POLICY"] == "passive"
+
+
+def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all(monkeypatch):
+    """Below ``parallel.PARALLEL_MIN_ELEMENTS`` ReLU, leaky ReLU, dropout and max pooling run on the calling
+    thread, above it in parallel blocks: both paths must give the same bits, and the formulas' results."""
+    from numcnn.kernels import activations, normalization, parallel, pool
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 24, 24, 8)).astype(np.float32)
+    x[0, 0, :2] = 0.0  # zeros and a tie inside a pooling window
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    keep = rng.random(x.shape) >= 0.3
+    pooled_dy = rng.normal(size=(4, 12, 12, 8)).astype(np.float32)
+
+    def everything():
+        relu, relu_cache = activations.relu_forward(x)
+        leaky, leaky_cache = activations.leaky_relu_forward(x, 0.2)
+        dropped, drop_cache = normalization.dropout_forward(x, keep, 0.3)
+        pooled, pool_cache = pool.maxpool2d_forward(x)
+        return [relu, activations.relu_backward(dy, relu_cache),
+                leaky, activations.leaky_relu_backward(dy, leaky_cache), dropped, normalization.dropout_backward(dy, drop_cache), pooled,
+                pool.maxpool2d_backward(pooled_dy, pool_cache)]
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 40)
+    monkeypatch.setattr(pool, "PARALLEL_MIN_ELEMENTS", 1 << 40)
+    serial = everything()
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(pool, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(parallel, "thread_count", lambda: 2)
+    in_parallel = everything()
+    for a, b in zip(serial, in_parallel):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(serial[0], np.maximum(x, 0))
+    np.testing.assert_array_equal(serial[3], np.where(x > 0, dy, np.float32(0.2) * dy))
+    np.testing.assert_array_equal(serial[4], np.where(keep, x * np.float32(1 / 0.7), 0))
+    np.testing.assert_array_equal(serial[6], x.reshape(4, 12, 2, 12, 2, 8).max(axis=(2, 4)))
