@@ -274,7 +274,7 @@ def training_flops(architecture: str, batch: int) -> tuple[float, float]:
         total = forward * (2 if first else 3)
         direct += total
         fast = isinstance(layer, layers.Conv2D) and index not in fused and use_winograd(
-            (batch, *layer.input_shape), kernel.shape, layer.strides, layer.output_shape[:2])
+            kernel.shape, layer.strides, layer.output_shape[:2])
         winograd += total * (16 / 36 if fast else 1)
         first = False
     return direct, winograd

@@ -360,10 +360,8 @@ def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all
                 pool.maxpool2d_backward(pooled_dy, pool_cache)]
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 40)
-    monkeypatch.setattr(pool, "PARALLEL_MIN_ELEMENTS", 1 << 40)
     serial = everything()
     monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(pool, "PARALLEL_MIN_ELEMENTS", 1)
     monkeypatch.setattr(parallel, "thread_count", lambda: 2)
     in_parallel = everything()
     for a, b in zip(serial, in_parallel):

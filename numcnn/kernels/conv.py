@@ -117,7 +117,7 @@ WINOGRAD_MIN_CHANNELS = 16  # C_in and C_out at least this
 WINOGRAD_MIN_SIZE = 16  # output height and width at least this
 
 
-def use_winograd(x_shape, w_shape, strides, output_size) -> bool:
+def use_winograd(w_shape, strides, output_size) -> bool:
     """The one place that decides whether ``conv2d_forward`` runs Winograd F(2x2, 3x3) (``kernels.winograd``)
     instead of im2col + GEMM.
 
@@ -128,10 +128,10 @@ def use_winograd(x_shape, w_shape, strides, output_size) -> bool:
     NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"``; figures in the README): Winograd was faster where both
     channel counts are >= 16 and the output map is at least 16x16 (the CIFAR-style model's 32 -> 64 and
     64 -> 64 layers, a 128x128x16 map), but slower on 3 input channels (its 16 products have K = C_in: too
-    thin for BLAS) and on small maps (13x13, 5x5: edge tiles and per-tile overhead). Its results differ from the direct convolution's by rounding (bounded in
-    tests/test_winograd.py), so it is never used by the fused Conv2D + MaxPooling2D kernel, whose
-    first-maximum tie rule needs equal receptive fields to give bit-equal outputs (``kernels.fused`` calls
-    im2col directly, not this function).
+    thin for BLAS) and on small maps (13x13, 5x5: edge tiles and per-tile overhead). Its results differ
+    from the direct convolution's by rounding (bounded in tests/test_winograd.py), so it is never used by
+    the fused Conv2D + MaxPooling2D kernel, whose first-maximum tie rule needs equal receptive fields to give
+    bit-equal outputs (``kernels.fused`` calls im2col directly, not this function).
     """
     if tuple(w_shape[:2]) != (3, 3) or tuple(strides) != (1, 1) or WINOGRAD_SETTING == "0":
         return False
@@ -152,7 +152,7 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, wino
     chunk's outputs (``kernels.parallel``). ``winograd_rule=False`` always takes im2col + GEMM (the direct
     sum that Winograd's rounding is compared with)."""
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
-    if winograd_rule and use_winograd(x.shape, w.shape, strides, (oh, ow)):
+    if winograd_rule and use_winograd(w.shape, strides, (oh, ow)):
         return winograd.winograd_conv3x3_forward(x, w, b, padding, epilogue)
     x = np.ascontiguousarray(x)
     c_out = w.shape[3]
@@ -182,8 +182,8 @@ def im2col_chunks(x, w, strides, pads, oh, ow, share):
     """Yield ``(index, start, stop, cols)`` for each chunk ``(index, start, stop)`` of ``share`` (a thread's
     share of ``parallel.run_chunks``): the im2col matrix of images
     ``start:stop`` of ``x`` padded by ``pads`` (rows (n, r, c), columns (p, q, k)), so that
-    ``cols @ w.reshape(-1, C_out)`` is their convolution. One buffer serves every chunk (a fresh array per chunk costs page faults). Only output rows
-    ``r < oh`` and columns ``c < ow`` are built (the fused conv+pool op passes fewer than the full output when
+    ``cols @ w.reshape(-1, C_out)`` is their convolution. One buffer serves every chunk (a fresh array per
+    chunk costs page faults). Only output rows ``r < oh`` and columns ``c < ow`` are built (the fused conv+pool op passes fewer than the full output when
     pooling drops the last ones)."""
     kh, kw, c_in, _ = w.shape
     if not share:

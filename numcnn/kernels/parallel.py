@@ -58,11 +58,17 @@ def block_span(block, size):
     return start, min(size, start + ELEMENTWISE_BLOCK)
 
 
+def worth_threads(size: int) -> bool:
+    """Whether a memory-bound pass over ``size`` elements should run on numcnn's threads (see
+    ``PARALLEL_MIN_ELEMENTS``): the one place that decides, for the elementwise kernels and max pooling."""
+    return size >= PARALLEL_MIN_ELEMENTS and thread_count() > 1
+
+
 def run_elementwise(span_kernel, parallel_kernel, size, *args) -> None:
     """``span_kernel(*args, 0, size)`` on this thread, or ``parallel_kernel(*args)`` (the same kernel over
-    ``block_span`` blocks in a ``prange``) from ``PARALLEL_MIN_ELEMENTS`` on. Every element is computed alone,
+    ``block_span`` blocks in a ``prange``) where ``worth_threads(size)``. Every element is computed alone,
     so both give the same bits."""
-    if size >= PARALLEL_MIN_ELEMENTS and thread_count() > 1:
+    if worth_threads(size):
         parallel_kernel(*args)
     else:
         span_kernel(*args, 0, size)

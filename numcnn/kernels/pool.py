@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .parallel import PARALLEL_MIN_ELEMENTS
+from . import parallel
 from .reference import conv2d_geometry
 
 
@@ -154,8 +154,8 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     winner = np.empty(y.shape, dtype=np.int32)
     no_bias = np.zeros(0, dtype=x.dtype)
-    # on this thread below parallel.PARALLEL_MIN_ELEMENTS: starting the other threads would cost more
-    kernel = _maxpool_forward if x.size >= PARALLEL_MIN_ELEMENTS else maxpool_images
+    # on this thread for a small batch: starting the other threads would cost more (parallel.worth_threads)
+    kernel = _maxpool_forward if parallel.worth_threads(x.size) else maxpool_images
     kernel(x, no_bias, False, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
     return y, (x.shape, winner, (*pool_size, *strides, top, left))
 
@@ -164,7 +164,7 @@ def maxpool2d_backward(dy, cache):
     """``dx[winner] += dy`` for every output."""
     x_shape, winner, pool = cache
     dx = np.empty(x_shape, dtype=dy.dtype)
-    kernel = _maxpool_backward if dx.size >= PARALLEL_MIN_ELEMENTS else _maxpool_backward_images
+    kernel = _maxpool_backward if parallel.worth_threads(dx.size) else _maxpool_backward_images
     kernel(np.ascontiguousarray(dy), winner, *pool, dx)
     return dx
 
