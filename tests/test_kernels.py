@@ -17,11 +17,12 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
 
 @st.composite
-def conv_cases(draw):
+def conv_cases(draw, winograd=False):
+    """Random Conv2D shapes; ``winograd``: only what Winograd F(2x2, 3x3) runs (3x3 kernels, stride 1)."""
     n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
     c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    kh, kw = (3, 3) if winograd else (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    strides = (1, 1) if winograd else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.sampled_from(["valid", "same"]))
     assume(padding == "same" or (h >= kh and w >= kw))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -91,10 +92,11 @@ def test_dense_and_activations_fast_match_reference():
 
 
 @st.composite
-def conv_pool_cases(draw, integers=False):
+def conv_pool_cases(draw, integers=False, winograd=False):
     """A Conv2D -> (ReLU) -> MaxPooling2D chain; small receptive fields take the fused op's direct kernel,
-    large ones its GEMM path. With ``integers``, every sum is exact, so windows hold exact ties."""
-    rng, x_shape, w_shape, strides, padding = draw(conv_cases())
+    large ones its GEMM path. With ``integers``, every sum is exact, so windows hold exact ties (Winograd's
+    too: its transforms add, subtract and halve small integers, all exactly in float64)."""
+    rng, x_shape, w_shape, strides, padding = draw(conv_cases(winograd))
     oh, ow, _ = reference.conv2d_geometry(x_shape, w_shape, strides, padding)
     pool = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     pool_strides = (draw(st.integers(1, pool[0])), draw(st.integers(1, pool[1])))
@@ -106,12 +108,12 @@ def conv_pool_cases(draw, integers=False):
     return rng, x, w, b, args
 
 
-@pytest.mark.parametrize("path", ["direct", "gemm"])
+@pytest.mark.parametrize("path", ["direct", "gemm", "winograd"])
 @pytest.mark.parametrize("integers", [False, True], ids=["normal", "exact-ties"])
 @SETTINGS
 @given(data=st.data())
 def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path):
-    rng, x, w, b, args = data.draw(conv_pool_cases(integers))
+    rng, x, w, b, args = data.draw(conv_pool_cases(integers, winograd=path == "winograd"))
     y_ref, cache_ref = reference.conv_pool_forward(x, w, b, *args)
     y_fast, cache_fast = fast.conv_pool_forward(x, w, b, *args, method=path)
     np.testing.assert_allclose(y_fast, y_ref, rtol=1e-12, atol=1e-12)
@@ -121,11 +123,11 @@ def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["direct", "gemm"])
+@pytest.mark.parametrize("path", ["direct", "gemm", "winograd"])
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(data=st.data())
 def test_fused_conv_pool_gradients_match_finite_differences(data, path):
-    rng, x, w, b, args = data.draw(conv_pool_cases())
+    rng, x, w, b, args = data.draw(conv_pool_cases(winograd=path == "winograd"))
     y, cache = fast.conv_pool_forward(x, w, b, *args, method=path)
     weights = rng.normal(size=y.shape)
     dx, dw, db = fast.conv_pool_backward(weights, cache)
@@ -249,7 +251,7 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
             p, pool_cache = fast.maxpool2d_forward(y, (3, 3), (1, 1))
             dy = fast.maxpool2d_backward(np.ones_like(p), pool_cache)
             results.append((y, p, *fast.conv2d_backward(dy, cache)))
-            for path in ("direct", "gemm"):  # each has dW parts of fixed size and its own loop order
+            for path in ("direct", "gemm", "winograd"):  # each has its own chunks and loop order
                 fused_y, fused_cache = fast.conv_pool_forward(x, w, b, (1, 1), "same", (2, 2), method=path)
                 results[-1] += (fused_y, *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache))
     finally:

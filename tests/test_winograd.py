@@ -242,3 +242,27 @@ def test_conv2d_routes_to_winograd_by_its_rule_and_the_environment_switch(monkey
     dy = rng.normal(size=y.shape)
     for got, want in zip(conv.conv2d_backward(dy, cache), reference.conv2d_backward(dy, cache_ref)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_sum(monkeypatch):
+    """The fused Conv2D + MaxPooling2D takes Winograd at inference where the rule says it pays, never in
+    training (its tie rule needs the direct sum's equal outputs for equal fields): counted on the real kernel.
+    Both give the pooled map of the same function, within Winograd's float32 rounding (bound above: about
+    (C_in + 11) * 2^-24 times the result's absolute sum, here < 1e-4 absolute)."""
+    import numcnn
+    from numcnn import layers
+
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")
+    calls = []
+    real_forward = winograd.winograd_conv3x3_forward
+    monkeypatch.setattr(winograd, "winograd_conv3x3_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    model = numcnn.Sequential([layers.Input((18, 18, 16)), layers.Conv2D(16, 3, activation="relu"),
+                               layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3)], seed=0)
+    x = np.random.default_rng(5).normal(size=(4, 18, 18, 16)).astype(np.float32)
+    assert model.steps()[0] == (0, 1)  # the fused pair
+    trained = model.forward(x, training=True)
+    assert calls == []
+    predicted = model.predict(x, verbose=0)
+    assert calls == [1]
+    np.testing.assert_allclose(predicted, trained, rtol=0, atol=1e-4)
+    assert not np.array_equal(predicted, trained)  # different arithmetic: the check above compared two paths

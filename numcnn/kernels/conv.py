@@ -129,9 +129,9 @@ def use_winograd(w_shape, strides, output_size) -> bool:
     channel counts are >= 16 and the output map is at least 16x16 (the CIFAR-style model's 32 -> 64 and
     64 -> 64 layers, a 128x128x16 map), but slower on 3 input channels (its 16 products have K = C_in: too
     thin for BLAS) and on small maps (13x13, 5x5: edge tiles and per-tile overhead). Its results differ
-    from the direct convolution's by rounding (bounded in tests/test_winograd.py), so it is never used by
-    the fused Conv2D + MaxPooling2D kernel, whose first-maximum tie rule needs equal receptive fields to give
-    bit-equal outputs (``kernels.fused`` calls im2col directly, not this function).
+    from the direct convolution's by rounding (bounded in tests/test_winograd.py), so the fused Conv2D +
+    MaxPooling2D kernel, whose first-maximum tie rule in training needs equal receptive fields to give
+    bit-equal outputs, asks this rule at inference only (``kernels.fused.conv_pool_forward``).
     """
     if tuple(w_shape[:2]) != (3, 3) or tuple(strides) != (1, 1) or WINOGRAD_SETTING == "0":
         return False

@@ -43,7 +43,8 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from .conv import conv_chunks, im2col_chunks
+from . import winograd
+from .conv import conv_chunks, im2col_chunks, use_winograd
 from .parallel import run_chunks
 from .pool import maxpool_images, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
@@ -56,11 +57,16 @@ DW_PART_IMAGES = 8
 
 
 def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_size=(2, 2), pool_strides=None,
-                      pool_padding="valid", relu=True, method=None):
+                      pool_padding="valid", relu=True, method=None, winograd_rule=False):
     """``y = maxpool(f(conv(x, w) + b))`` with ``f`` = ReLU if ``relu`` else identity; returns ``(y, cache)``.
 
     Shapes: x (N, H, W, C_in), w (KH, KW, C_in, C_out), b (C_out,) -> y (N, POH, POW, C_out).
-    ``method``: "direct", "gemm" or None (choose by the receptive field's size)."""
+    ``method``: "direct", "gemm", "winograd" or None: choose by the receptive field's size, and with
+    ``winograd_rule`` take Winograd F(2x2, 3x3) where ``conv.use_winograd`` says it pays. Winograd rounds
+    the outputs of equal receptive fields differently at different places in its 2x2 tiles, so a tie may
+    get a different winner than the direct sum gives it (the first-maximum rule then picks by rounding):
+    the value pooled is the same up to that rounding, which is why the layers ask for it at inference only
+    (``predict``), where no gradient depends on the winner. Its backward is the gemm path's."""
     pool_strides = pool_size if pool_strides is None else pool_strides
     kh, kw, c_in, c_out = w.shape
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, conv_strides, conv_padding)
@@ -68,17 +74,26 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     y = np.empty((x.shape[0], poh, pow_, c_out), dtype=x.dtype)
     winner = np.empty(y.shape, dtype=np.int32)  # flat position r * OW + c of the window's first maximum in z
     pool = (pool_size[0], pool_size[1], pool_strides[0], pool_strides[1], ptop, pleft)
-    # 'valid' pooling of an odd-sized map drops its last row/column: those conv outputs never reach the
-    # loss, so they are not computed (the seed model's second conv: 10x10 of its 11x11 outputs, 17% less work)
-    oh = min(oh, (poh - 1) * pool_strides[0] + pool_size[0] - ptop)
-    ow = min(ow, (pow_ - 1) * pool_strides[1] + pool_size[1] - pleft)
     if method is None:
-        method = "direct" if kh * kw * c_in < DIRECT_MAX_FIELD else "gemm"
+        method = ("winograd" if winograd_rule and use_winograd(w.shape, conv_strides, (oh, ow))
+                  else "direct" if kh * kw * c_in < DIRECT_MAX_FIELD else "gemm")
+    if method != "winograd":  # (Winograd computes whole 2x2 tiles anyway)
+        # 'valid' pooling of an odd-sized map drops its last row/column: those conv outputs never reach the
+        # loss, so they are not computed (the seed model's second conv: 10x10 of its 11x11 outputs, 17% less)
+        oh = min(oh, (poh - 1) * pool_strides[0] + pool_size[0] - ptop)
+        ow = min(ow, (pow_ - 1) * pool_strides[1] + pool_size[1] - pleft)
     x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
     geometry = (oh, ow, *pool)
     if method == "direct":
         conv_pool, _ = _direct_kernels(kh, kw, c_in)
         conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
+    elif method == "winograd":
+        def pool_chunk(start, stop, rows):  # the bias is added here, before comparing, as the gemm path does
+            maxpool_images(rows.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop],
+                           winner[start:stop])
+
+        winograd.winograd_conv3x3_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False)
+        method = "gemm"  # the backward over the winners needs only x_pad, w and the winners
     else:
         chunks = conv_chunks(x_pad, w, oh, ow)
 

@@ -214,31 +214,42 @@ def transformed_chunks(x_pad, th, tw, share):
         yield index, start, stop, v
 
 
-def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None):
+def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_output=True):
     """``conv2d_forward(x, w, b, (1, 1), padding, epilogue)`` for a 3x3 kernel by F(2x2, 3x3); returns
-    ``(y, cache)``. ``epilogue`` is called on each chunk's output rows, as in ``conv.conv2d_forward``."""
+    ``(y, cache)``. ``epilogue`` is called on each chunk's output rows, as in ``conv.conv2d_forward``.
+
+    With ``keep_output=False`` each chunk's output goes to a buffer of its thread that the next chunk
+    overwrites, and ``(None, None)`` is returned: the epilogue is then the only reader (the fused
+    Conv2D + MaxPooling2D at inference keeps the pooled map alone)."""
     if w.shape[:2] != (3, 3):
         raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got {w.shape[:2]}")
     oh, ow, pads, th, tw = winograd_geometry(x.shape, padding)
     x_pad = winograd_pad(x, pads, th, tw)
     u = filter_transform(w)
     b = np.ascontiguousarray(b, dtype=x.dtype)
-    y = np.empty((len(x), oh, ow, w.shape[3]), dtype=x.dtype)
+    c_out = w.shape[3]
+    y = np.empty((len(x), oh, ow, c_out), dtype=x.dtype) if keep_output else None
     chunks = winograd_chunks(x_pad, th, tw)
 
     def work(share):
-        m_buffer = None
+        m_buffer = y_buffer = None
         for _, start, stop, v in transformed_chunks(x_pad, th, tw, share):
-            m_buffer = np.empty((16, v.shape[1], w.shape[3]), x.dtype) if m_buffer is None else m_buffer
+            m_buffer = np.empty((16, v.shape[1], c_out), x.dtype) if m_buffer is None else m_buffer
             m = m_buffer[:, :v.shape[1]]
             for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
                 np.matmul(v[e], u[e], out=m[e])
-            output_transform(m, b, stop - start, th, tw, y[start:stop])
+            if keep_output:
+                out = y[start:stop]
+            else:
+                most = max(last - first for _, first, last in share)
+                y_buffer = np.empty((most, oh, ow, c_out), x.dtype) if y_buffer is None else y_buffer
+                out = y_buffer[:stop - start]
+            output_transform(m, b, stop - start, th, tw, out)
             if epilogue is not None:
-                epilogue(start, stop, y[start:stop].reshape(-1, y.shape[-1]))
+                epilogue(start, stop, out.reshape(-1, c_out))
 
     run_chunks(chunks, work)
-    return y, WinogradCache(x.shape, x_pad, u, w.shape, pads, (th, tw))
+    return (y, WinogradCache(x.shape, x_pad, u, w.shape, pads, (th, tw))) if keep_output else (None, None)
 
 
 def winograd_conv3x3_backward(dy, cache, need_dx=True):

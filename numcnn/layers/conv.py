@@ -140,11 +140,12 @@ class Conv2D(_Convolution2D):
         return isinstance(next_layer, MaxPooling2D) and self.activation in ("relu", "linear")
 
     def forward_pooled(self, x, pool: MaxPooling2D, training=False):
-        """``pool.forward(self.forward(x))`` in one kernel; the layers' own caches are left untouched."""
+        """``pool.forward(self.forward(x))`` in one kernel; the layers' own caches are left untouched. At
+        inference the convolution may run Winograd (``kernels.conv_pool_forward`` says why not in training)."""
         self.check_input(x)
         y, self._pooled_cache = kernels.conv_pool_forward(
             x, self.params["kernel"], self._bias(), self.strides, self.padding,
-            pool.pool_size, pool.strides, pool.padding, relu=self.activation == "relu")
+            pool.pool_size, pool.strides, pool.padding, relu=self.activation == "relu", winograd_rule=not training)
         return y
 
     def backward_pooled(self, dy, need_input_gradient=True):
