@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit
 
 from .parallel import image_chunks, run_chunks
-from .reference import WINOGRAD_G, winograd_geometry, winograd_pad
+from .reference import WINOGRAD_G, winograd_geometry
 
 
 # --- the 1-D transforms, written out (each is one matrix-vector product with a 0/±1 matrix) --------------
@@ -76,17 +76,28 @@ def _a(g0, g1):
 # CIFAR-style model's second layer (batch 32, 32x32x32) took 11.9 ms instead of 1.9 (Zen 4, one thread).
 # The sums are the same, in the same order, as the one-loop form: the results are the same bits.
 @njit(nogil=True, cache=True)
-def input_transform(x_pad, th, tw, v):
-    """``v[e, t, k] = (Bᵀ d B)[e]`` for every tile ``d = x_pad[n, 2i:2i+4, 2l:2l+4, k]``, ``t = (n*th+i)*tw+l``."""
-    n_images, _, width, channels = x_pad.shape
-    bt_d = np.empty((4, width, channels), dtype=v.dtype)  # Bᵀ d for one row of tiles, every column
+def input_transform(x, top, left, th, tw, v):
+    """``v[e, t, k] = (Bᵀ d B)[e]`` for every tile ``d = x_pad[n, 2i:2i+4, 2l:2l+4, k]``, ``t = (n*th+i)*tw+l``,
+    where ``x_pad`` is ``x`` padded with zeros (``top`` rows and ``left`` columns first, to ``2*th + 2`` rows
+    and ``2*tw + 2`` columns: ``reference.winograd_pad``). The padding is implicit, as in ``conv.im2col``: the
+    4 input rows of a row of tiles are copied into a zero-bordered buffer that stays in cache, so no padded
+    copy of the layer's input is made (nor kept for the backward)."""
+    n_images, height, width, channels = x.shape
+    padded_width = 2 * tw + 2
+    rows = np.zeros((4, padded_width, channels), dtype=v.dtype)  # x_pad's 4 rows; the borders stay zero
+    bt_d = np.empty((4, padded_width, channels), dtype=v.dtype)  # Bᵀ d for one row of tiles, every column
     for n in range(n_images):
         for i in range(th):
-            r = 2 * i
-            for c in range(width):  # Bᵀ d: each column of 4 pixels
+            for a in range(4):
+                source = 2 * i + a - top
+                if 0 <= source < height:
+                    rows[a, left:left + width] = x[n, source]
+                else:  # a padding row
+                    rows[a] = 0
+            for c in range(padded_width):  # Bᵀ d: each column of 4 pixels
                 for k in range(channels):
                     bt_d[0, c, k], bt_d[1, c, k], bt_d[2, c, k], bt_d[3, c, k] = _bt(
-                        x_pad[n, r, c, k], x_pad[n, r + 1, c, k], x_pad[n, r + 2, c, k], x_pad[n, r + 3, c, k])
+                        rows[0, c, k], rows[1, c, k], rows[2, c, k], rows[3, c, k])
             for l in range(tw):  # (Bᵀ d) B: row ξ of a tile's Bᵀ d goes to e = 4ξ .. 4ξ+3
                 t, c = (n * th + i) * tw + l, 2 * l
                 for xi in range(4):
@@ -189,28 +200,29 @@ def filter_gradient_transform(du):
 
 class WinogradCache(NamedTuple):
     """What the backward needs; its own type, so that ``conv.conv2d_backward`` can tell it from im2col's."""
-    x_shape: tuple
-    x_pad: np.ndarray
+    x: np.ndarray
     u: np.ndarray
     w_shape: tuple
     pads: tuple
     tiles: tuple
 
 
-def winograd_chunks(x_pad, th, tw) -> list[tuple[int, int]]:
+def winograd_chunks(x, th, tw) -> list[tuple[int, int]]:
     """The chunks of images (``parallel.image_chunks``) by the size of one image's transformed tiles."""
-    return image_chunks(len(x_pad), 16 * th * tw * x_pad.shape[3] * x_pad.itemsize)
+    return image_chunks(len(x), 16 * th * tw * x.shape[3] * x.itemsize)
 
 
-def transformed_chunks(x_pad, th, tw, share):
+def transformed_chunks(x, pads, th, tw, share):
     """Yield ``(index, start, stop, v)`` for each chunk ``(index, start, stop)`` of ``share`` (as
-    ``conv.im2col_chunks``): the transformed tiles (16, T, C_in) of images ``start:stop``; one buffer."""
+    ``conv.im2col_chunks``): the transformed tiles (16, T, C_in) of images ``start:stop`` of ``x`` padded by
+    ``pads``; one buffer."""
     if not share:
         return
-    buffer = np.empty((16, max(stop - start for _, start, stop in share) * th * tw, x_pad.shape[3]), x_pad.dtype)
+    top, _, left, _ = pads
+    buffer = np.empty((16, max(stop - start for _, start, stop in share) * th * tw, x.shape[3]), x.dtype)
     for index, start, stop in share:
         v = buffer[:, :(stop - start) * th * tw]
-        input_transform(x_pad[start:stop], th, tw, v)
+        input_transform(x[start:stop], top, left, th, tw, v)
         yield index, start, stop, v
 
 
@@ -224,16 +236,16 @@ def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_outpu
     if w.shape[:2] != (3, 3):
         raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got {w.shape[:2]}")
     oh, ow, pads, th, tw = winograd_geometry(x.shape, padding)
-    x_pad = winograd_pad(x, pads, th, tw)
+    x = np.ascontiguousarray(x)
     u = filter_transform(w)
     b = np.ascontiguousarray(b, dtype=x.dtype)
     c_out = w.shape[3]
     y = np.empty((len(x), oh, ow, c_out), dtype=x.dtype) if keep_output else None
-    chunks = winograd_chunks(x_pad, th, tw)
+    chunks = winograd_chunks(x, th, tw)
 
     def work(share):
         m_buffer = y_buffer = None
-        for _, start, stop, v in transformed_chunks(x_pad, th, tw, share):
+        for _, start, stop, v in transformed_chunks(x, pads, th, tw, share):
             m_buffer = np.empty((16, v.shape[1], c_out), x.dtype) if m_buffer is None else m_buffer
             m = m_buffer[:, :v.shape[1]]
             for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
@@ -249,22 +261,22 @@ def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_outpu
                 epilogue(start, stop, out.reshape(-1, c_out))
 
     run_chunks(chunks, work)
-    return (y, WinogradCache(x.shape, x_pad, u, w.shape, pads, (th, tw))) if keep_output else (None, None)
+    return (y, WinogradCache(x, u, w.shape, pads, (th, tw))) if keep_output else (None, None)
 
 
 def winograd_conv3x3_backward(dy, cache, need_dx=True):
     """``(dx, dw, db)`` of ``winograd_conv3x3_forward`` (``dx`` None if not ``need_dx``), chunk by chunk."""
-    x_shape, x_pad, u, w_shape, pads, (th, tw) = cache
+    x, u, w_shape, pads, (th, tw) = cache
     c_in, c_out = w_shape[2:]
     dy = np.ascontiguousarray(dy)
-    chunks = winograd_chunks(x_pad, th, tw)
+    chunks = winograd_chunks(x, th, tw)
     du_parts = np.empty((len(chunks), 16, c_in, c_out), dtype=dy.dtype)  # one partial dU per chunk
-    dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype) if need_dx else None
+    dx_pad = np.zeros((len(x), 2 * th + 2, 2 * tw + 2, c_in), dtype=dy.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # (16, C_out, C_in)
 
     def work(share):
         dm_buffer = dv_buffer = None
-        for i, start, stop, v in transformed_chunks(x_pad, th, tw, share):
+        for i, start, stop, v in transformed_chunks(x, pads, th, tw, share):
             tiles = v.shape[1]
             dm_buffer = np.empty((16, tiles, c_out), dy.dtype) if dm_buffer is None else dm_buffer
             dm = dm_buffer[:, :tiles]
@@ -284,5 +296,5 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     if not need_dx:
         return None, dw, db
     top, _, left, _ = pads
-    dx = dx_pad[:, top:top + x_shape[1], left:left + x_shape[2], :]
+    dx = dx_pad[:, top:top + x.shape[1], left:left + x.shape[2], :]
     return np.ascontiguousarray(dx), dw, db

@@ -87,7 +87,7 @@ class Conv2D(_Convolution2D):
         if self.activation != "relu":
             return super().forward(x, training)
         self.check_input(x)
-        z, _, y = self._convolve_then(x, relu=True)
+        z, y = self._convolve_then(x, relu=True)
         self.pre_activation = self._activation_cache = z  # (ReLU's cache is its input, as relu_forward's)
         return y
 
@@ -103,35 +103,37 @@ class Conv2D(_Convolution2D):
         """Inference-mode ``relu(norm(self(x)))`` (or ``norm(self(x))`` without ``relu``), with the batch
         normalization and the ReLU applied to each chunk of the convolution's output while it is still in
         cache: the same operations as the layers' own forwards (so the same bits), fewer passes over memory.
-        Each layer keeps what its own ``backward`` needs, as if it had run alone."""
+        Each layer keeps what its own ``backward`` needs, as if it had run alone — except that the ReLU
+        keeps its output instead of its input: its derivative ``[input > 0]`` is ``[output > 0]`` (NaN
+        included: ReLU maps it to 0), and the normalized map is then never stored whole."""
         self.check_input(x)
         terms = norm.inference_terms(x.dtype)
-        z, normalized, y = self._convolve_then(x, terms, relu=relu is not None)
+        z, y = self._convolve_then(x, terms, relu=relu is not None)
         self.pre_activation = z
         _, self._activation_cache = self._activation_forward(z)
         norm.keep_inference_input(z, terms)
         if relu is not None:
-            relu.keep_input(normalized)
+            relu.keep_input(y)
         return y
 
     def _convolve_then(self, x, norm_terms=None, relu=False):
-        """``(z, n, y)``: ``z = conv(x) + b``; per chunk of images, while it is in cache, ``n`` = the batch
+        """``(z, y)``: ``z = conv(x) + b``; per chunk of images, while it is in cache, ``n`` = the batch
         normalization of ``z`` with ``norm_terms`` (``n = z`` without them) and ``y = relu(n)`` (``y = n``
-        without ``relu``). The layer's convolution cache is set."""
+        without ``relu``; with it, ``n`` lives in a buffer of one chunk only). The layer's convolution cache
+        is set."""
         shape = (len(x), *self.compute_output_shape(x.shape[1:]))
-        n = np.empty(shape, dtype=x.dtype) if norm_terms is not None else None
-        y = np.empty(shape, dtype=x.dtype) if relu else None
+        y = np.empty(shape, dtype=x.dtype) if relu or norm_terms is not None else None
 
         def epilogue(start, stop, rows):
-            if n is not None:
-                kernels.normalize_rows(rows, norm_terms, n[start:stop].reshape(rows.shape))
-                rows = n[start:stop].reshape(rows.shape)
-            if y is not None:
+            if norm_terms is not None:
+                normalized = np.empty_like(rows) if relu else y[start:stop].reshape(rows.shape)
+                kernels.normalize_rows(rows, norm_terms, normalized)
+                rows = normalized
+            if relu:
                 kernels.relu_into(rows.reshape(-1), y[start:stop].reshape(-1))
 
         z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=epilogue)
-        normalized = z if n is None else n
-        return z, normalized, normalized if y is None else y
+        return z, z if y is None else y
 
     # --- the fused fast path: this layer and a MaxPooling2D after it as one kernel -----------------
     def fuses_with(self, next_layer) -> bool:
