@@ -183,8 +183,8 @@ def im2col_chunks(x, w, strides, pads, oh, ow, share):
     share of ``parallel.run_chunks``): the im2col matrix of images
     ``start:stop`` of ``x`` padded by ``pads`` (rows (n, r, c), columns (p, q, k)), so that
     ``cols @ w.reshape(-1, C_out)`` is their convolution. One buffer serves every chunk (a fresh array per
-    chunk costs page faults). Only output rows ``r < oh`` and columns ``c < ow`` are built (the fused conv+pool op passes fewer than the full output when
-    pooling drops the last ones)."""
+    chunk costs page faults). Only output rows ``r < oh`` and columns ``c < ow`` are built (the fused
+    conv+pool op passes fewer than the full output when pooling drops the last ones)."""
     kh, kw, c_in, _ = w.shape
     if not share:
         return

@@ -244,18 +244,15 @@ def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_outpu
     chunks = winograd_chunks(x, th, tw)
 
     def work(share):
-        m_buffer = y_buffer = None
+        m_buffer = None
+        if not keep_output and share:  # this thread's one output buffer, the size of its largest chunk
+            y_buffer = np.empty((max(stop - start for _, start, stop in share), oh, ow, c_out), x.dtype)
         for _, start, stop, v in transformed_chunks(x, pads, th, tw, share):
             m_buffer = np.empty((16, v.shape[1], c_out), x.dtype) if m_buffer is None else m_buffer
             m = m_buffer[:, :v.shape[1]]
             for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
                 np.matmul(v[e], u[e], out=m[e])
-            if keep_output:
-                out = y[start:stop]
-            else:
-                most = max(last - first for _, first, last in share)
-                y_buffer = np.empty((most, oh, ow, c_out), x.dtype) if y_buffer is None else y_buffer
-                out = y_buffer[:stop - start]
+            out = y[start:stop] if keep_output else y_buffer[:stop - start]
             output_transform(m, b, stop - start, th, tw, out)
             if epilogue is not None:
                 epilogue(start, stop, out.reshape(-1, c_out))
