@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from numcnn import kernels as fast
-from numcnn.kernels import reference
+from numcnn.kernels import parallel, reference
 from tests.gradcheck import check_gradient
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
@@ -108,29 +108,35 @@ def conv_pool_cases(draw, integers=False, winograd=False):
     return rng, x, w, b, args
 
 
-@pytest.mark.parametrize("path", ["direct", "gemm", "winograd"])
+# (forward method, backward over the winners or a dense dz): every path of the fused op
+FUSED_PATHS = [("direct", None), ("gemm", True), ("gemm", False), ("winograd", None)]
+FUSED_PATH_IDS = ["direct", "gemm-winners", "gemm-dense", "winograd"]
+
+
+@pytest.mark.parametrize("path, winners", FUSED_PATHS, ids=FUSED_PATH_IDS)
 @pytest.mark.parametrize("integers", [False, True], ids=["normal", "exact-ties"])
 @SETTINGS
 @given(data=st.data())
-def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path):
+def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path, winners):
     rng, x, w, b, args = data.draw(conv_pool_cases(integers, winograd=path == "winograd"))
     y_ref, cache_ref = reference.conv_pool_forward(x, w, b, *args)
     y_fast, cache_fast = fast.conv_pool_forward(x, w, b, *args, method=path)
     np.testing.assert_allclose(y_fast, y_ref, rtol=1e-12, atol=1e-12)
     dy = rng.normal(size=y_ref.shape)
-    for got, want in zip(fast.conv_pool_backward(dy, cache_fast), reference.conv_pool_backward(dy, cache_ref)):
+    got_grads = fast.conv_pool_backward(dy, cache_fast, winners=winners)
+    for got, want in zip(got_grads, reference.conv_pool_backward(dy, cache_ref)):
         # with exact ties, a gradient sent to a different tied position would differ by O(1) here
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["direct", "gemm", "winograd"])
+@pytest.mark.parametrize("path, winners", FUSED_PATHS, ids=FUSED_PATH_IDS)
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_fused_conv_pool_gradients_match_finite_differences(data, path):
+def test_fused_conv_pool_gradients_match_finite_differences(data, path, winners):
     rng, x, w, b, args = data.draw(conv_pool_cases(winograd=path == "winograd"))
     y, cache = fast.conv_pool_forward(x, w, b, *args, method=path)
     weights = rng.normal(size=y.shape)
-    dx, dw, db = fast.conv_pool_backward(weights, cache)
+    dx, dw, db = fast.conv_pool_backward(weights, cache, winners=winners)
     loss = lambda: float(np.sum(weights * fast.conv_pool_forward(x, w, b, *args, method=path)[0]))  # noqa: E731
     for array, grad in ((x, dx), (w, dw), (b, db)):
         assert check_gradient(loss, array, grad) < 1e-6
@@ -239,7 +245,8 @@ def test_the_tests_catch_symmetric_same_padding():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
+def test_fast_kernels_are_bit_identical_across_thread_counts(threads, monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 1)  # these small layers still split into MIN_CHUNKS chunks
     rng = np.random.default_rng(3)
     x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((20, 9, 9, 3), (3, 3, 3, 5), (5,)))  # 20 > DW_PART_IMAGES: several dW parts
     previous = numba.get_num_threads()
@@ -251,19 +258,22 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads):
             p, pool_cache = fast.maxpool2d_forward(y, (3, 3), (1, 1))
             dy = fast.maxpool2d_backward(np.ones_like(p), pool_cache)
             results.append((y, p, *fast.conv2d_backward(dy, cache)))
-            for path in ("direct", "gemm", "winograd"):  # each has its own chunks and loop order
+            for path, winners in FUSED_PATHS:  # each has its own chunks and loop order
                 fused_y, fused_cache = fast.conv_pool_forward(x, w, b, (1, 1), "same", (2, 2), method=path)
-                results[-1] += (fused_y, *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache))
+                results[-1] += (fused_y, *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache,
+                                                                  winners=winners))
     finally:
         numba.set_num_threads(previous)
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
 
 
-def test_chunked_gemm_kernels_are_bit_identical_across_thread_counts():
-    """Dense (200 rows: 4 chunks), Conv2DTranspose and Winograd (20 images: 10 chunks) split their batch into
+def test_chunked_gemm_kernels_are_bit_identical_across_thread_counts(monkeypatch):
+    """Dense (200 rows: 4 chunks), Conv2DTranspose and Winograd (20 images: 8 chunks) split their batch into
     chunks fixed by the shapes alone (kernels.parallel), so one thread and all of them give the same bits."""
     from numcnn.kernels import winograd
+
+    monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 1)  # small layers that still split into MIN_CHUNKS chunks
 
     rng = np.random.default_rng(4)
     x_dense, w_dense, b_dense = (rng.normal(size=s).astype(np.float32) for s in ((200, 30), (30, 7), (7,)))
@@ -292,22 +302,31 @@ def test_chunked_gemm_kernels_are_bit_identical_across_thread_counts():
 
 
 def test_image_chunks_cover_the_batch_whatever_the_threads():
-    from numcnn.kernels.parallel import MIN_CHUNKS, image_chunks, run_chunks
+    from numcnn.kernels.parallel import MIN_CHUNK_BYTES, MIN_CHUNKS, image_chunks, run_chunks
 
     for n_images, bytes_per_image in ((1, 10), (7, 10), (20, 10), (300, 1 << 20), (5, 1 << 30)):
         chunks = image_chunks(n_images, bytes_per_image)
         assert chunks[0][0] == 0 and chunks[-1][1] == n_images
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(chunks, chunks[1:]))
-        assert len(chunks) >= min(n_images, MIN_CHUNKS)
-    seen = []
-    run_chunks(image_chunks(20, 10), lambda share: seen.extend(share))
-    assert sorted(seen) == [(i, start, stop) for i, (start, stop) in enumerate(image_chunks(20, 10))]
+        assert len(chunks) >= min(n_images, MIN_CHUNKS) or n_images * bytes_per_image < MIN_CHUNKS * MIN_CHUNK_BYTES
+        # a small layer: fewer chunks (a power of two), each with MIN_CHUNK_BYTES of work unless it is alone
+        assert len(chunks) in (n_images, 1, 2, 4) or len(chunks) % MIN_CHUNKS == 0
+        assert len(chunks) == 1 or min(b - a for a, b in chunks) * bytes_per_image >= MIN_CHUNK_BYTES
+    assert len(image_chunks(256, 4 << 10)) == 4  # 1 MB of work in all: 4 chunks of 256 KB
+
+    chunks = image_chunks(300, 1 << 20)
+    for threads in (1, 2):  # each chunk is run once, by whichever thread takes it
+        numba.set_num_threads(threads)
+        seen = []
+        run_chunks(chunks, lambda share: seen.extend(share))
+        assert sorted(seen) == [(i, start, stop) for i, (start, stop) in enumerate(chunks)]
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
     def fail(share):
         raise ValueError("chunk failed")
 
     with pytest.raises(ValueError, match="chunk failed"):
-        run_chunks(image_chunks(20, 10), fail)
+        run_chunks(chunks, fail)
 
 
 def test_blas_threads_are_single_inside_numcnn_and_restored_after():

@@ -182,16 +182,16 @@ def im2col_chunks(x, w, strides, pads, oh, ow, share):
     """Yield ``(index, start, stop, cols)`` for each chunk ``(index, start, stop)`` of ``share`` (a thread's
     share of ``parallel.run_chunks``): the im2col matrix of images
     ``start:stop`` of ``x`` padded by ``pads`` (rows (n, r, c), columns (p, q, k)), so that
-    ``cols @ w.reshape(-1, C_out)`` is their convolution. One buffer serves every chunk (a fresh array per
-    chunk costs page faults). Only output rows ``r < oh`` and columns ``c < ow`` are built (the fused
+    ``cols @ w.reshape(-1, C_out)`` is their convolution. One buffer, the size of the largest chunk, serves
+    every chunk of the thread (a fresh array per chunk costs page faults). Only output rows ``r < oh`` and columns ``c < ow`` are built (the fused
     conv+pool op passes fewer than the full output when pooling drops the last ones)."""
     kh, kw, c_in, _ = w.shape
-    if not share:
-        return
     top, _, left, _ = pads
     kernel = im2col_for(kh, kw, c_in)
-    buffer = np.empty((max(stop - start for _, start, stop in share) * oh * ow, kh * kw * c_in), dtype=x.dtype)
+    buffer = None  # made when the thread gets its first chunk (a late helper may get none)
     for index, start, stop in share:
+        if buffer is None:
+            buffer = np.empty((share.most_images * oh * ow, kh * kw * c_in), dtype=x.dtype)
         cols = buffer[:(stop - start) * oh * ow]
         kernel(x[start:stop], kh, kw, strides[0], strides[1], top, left, oh, ow, cols)
         yield index, start, stop, cols
@@ -214,12 +214,13 @@ def conv2d_backward(dy, cache, need_dx=True):
     dx = np.zeros(x.shape, dtype=dy.dtype) if need_dx else None
 
     def work(share):
-        dcols_buffer = None  # one buffer for all of this thread's chunks
+        dcols_buffer = None  # one buffer for all of this thread's chunks, sized for the largest
         for i, start, stop, cols in im2col_chunks(x, w, strides, pads, oh, ow, share):
             dy_rows = dy[start:stop].reshape(-1, c_out)
             np.matmul(cols.T, dy_rows, out=dw_parts[i])
             if need_dx:
-                dcols_buffer = np.empty_like(cols) if dcols_buffer is None else dcols_buffer
+                if dcols_buffer is None:
+                    dcols_buffer = np.empty((share.most_images * oh * ow, cols.shape[1]), dy.dtype)
                 dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
                 col2im(dcols, kh, kw, strides[0], strides[1], top, left, oh, ow, dx[start:stop])
 

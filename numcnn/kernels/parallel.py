@@ -9,9 +9,13 @@ the machine: one training step took 105 ms of CPU time with one thread, but 927 
 in the convolutions' GEMMs (the first layer's weight gradient, a 27 x 32 result from ~32,000 rows: 2.7 ->
 163 ms). Frameworks avoid this the same way (oneDNN runs one single-threaded kernel per chunk of the batch).
 
-So here each worker thread takes a fixed share of the chunks and runs them one after another, calling
-BLAS single-threaded (``threadpoolctl``), and no thread waits for another until the end. Two rules keep the
-results bit-identical for any number of threads:
+So here the threads take the chunks one at a time, in order, and run them one after another, calling
+BLAS single-threaded (``threadpoolctl``); no thread waits for another until the end. Taking them one at a
+time rather than a fixed share each matters on small layers: waking a sleeping helper thread takes tens of
+microseconds here (an empty ``run_chunks`` round trip: 91 us, Intel Xeon Sapphire Rapids VM), so with fixed
+shares the helper started late and the caller then waited for it; now the caller goes on taking chunks and
+the helper does what is left when it arrives (``_ChunkQueue``). Two rules keep the results bit-identical
+for any number of threads, and whichever thread runs which chunk:
 
 * the chunks depend on the batch and the layer only (``image_chunks``), never on the thread count;
 * every chunk writes its own outputs (its images' rows, or its own partial weight gradient, which the
@@ -43,6 +47,11 @@ ELEMENTWISE_BLOCK = 1 << 16  # elements per block of a parallel elementwise loop
 
 CHUNK_BYTES = 4 << 20  # about this many bytes of im2col matrix per chunk (see kernels.conv's docstring)
 MIN_CHUNKS = 8  # a batch splits into at least this many chunks (if it has as many images): work for 8 threads
+# ... unless its chunks would then hold less than this. Each chunk costs ~10 us of Python (slicing, the
+# im2col and matmul calls) under the GIL, which the threads cannot share: the seed model's third convolution
+# (32 images of 5x5x64, 20 KB of im2col each) went from 0.26 / 0.53 ms (forward / backward, 8 chunks of 80 KB)
+# to 0.22 / 0.37 ms in 2 chunks of 330 KB (2 threads, Intel Xeon Sapphire Rapids, AVX-512; ... with AVX2).
+MIN_CHUNK_BYTES = 256 << 10
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -83,11 +92,15 @@ def image_chunks(n_images: int, bytes_per_image: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n_images)``: at most about ``CHUNK_BYTES`` of work buffer per
     chunk (one image at least), and a multiple of ``MIN_CHUNKS`` chunks when there are that many images, whose
     sizes differ by one image at most — so that 2, 4 or 8 threads get equal work (11 chunks on 2 threads left
-    one thread idle for a twelfth of the CIFAR-style model's largest convolution). Depends on the shapes only,
-    so a weight gradient summed chunk by chunk is the same sum for any thread count."""
+    one thread idle for a twelfth of the CIFAR-style model's largest convolution). A small layer gets fewer
+    chunks, a power of two, each with at least ``MIN_CHUNK_BYTES`` of work. Depends on the shapes only, so a
+    weight gradient summed chunk by chunk is the same sum for any thread count."""
     fits = max(1, CHUNK_BYTES // max(1, bytes_per_image))  # images per chunk within CHUNK_BYTES
     needed = math.ceil(n_images / fits)
     count = min(n_images, math.ceil(needed / MIN_CHUNKS) * MIN_CHUNKS)  # (all of them when fewer than 8)
+    big_enough = n_images * bytes_per_image // MIN_CHUNK_BYTES  # chunks that would each hold MIN_CHUNK_BYTES
+    if big_enough < count:
+        count = 1 << max(0, big_enough.bit_length() - 1)  # the largest power of two <= big_enough (1 at least)
     base, extra = divmod(n_images, max(count, 1))
     bounds = [0]
     for index in range(count):
@@ -128,20 +141,91 @@ def single_threaded_blas():
                     lib.set_num_threads(threads)
 
 
-def run_chunks(chunks: list[tuple[int, int]], work) -> None:
-    """Call ``work(share)`` for each thread's share of ``chunks``, a list of ``(index, start, stop)`` (thread t
-    gets chunks t, t + T, ...), with BLAS single-threaded, and wait for all; exceptions are re-raised here. The
-    calling thread takes the first share itself. ``work`` must write only to its own chunks' outputs."""
-    threads = max(1, min(thread_count(), len(chunks)))
-    numbered = [(index, start, stop) for index, (start, stop) in enumerate(chunks)]
-    shares = [numbered[t::threads] for t in range(threads)]
-    with single_threaded_blas():
-        if threads == 1:
-            work(shares[0])
-            return
-        futures = [_executor(threads - 1).submit(work, share) for share in shares[1:]]
+class _ChunkQueue:
+    """The chunks of one ``run_chunks`` call, handed out one at a time in index order to whichever thread
+    asks first. The caller waits only for helpers that took a chunk: one that wakes after the last chunk has
+    been taken does nothing and is not waited for."""
+
+    def __init__(self, chunks):
+        self._chunks = [(index, start, stop) for index, (start, stop) in enumerate(chunks)]
+        self.most_images = max((stop - start for start, stop in chunks), default=0)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._helpers_done = threading.Condition(self._lock)
+        self._busy_helpers = 0
+        self.errors = []
+
+    def take(self):
+        """The next chunk ``(index, start, stop)``, or None when all have been taken."""
+        with self._lock:
+            if self._next == len(self._chunks):
+                return None
+            self._next += 1
+            return self._chunks[self._next - 1]
+
+    def close(self) -> None:
+        """Hand out no more chunks."""
+        with self._lock:
+            self._next = len(self._chunks)
+
+    def help(self, work) -> None:
+        """Run ``work`` on a helper thread, unless every chunk is already taken; exceptions are kept for
+        the caller."""
+        with self._lock:
+            if self._next == len(self._chunks):
+                return
+            self._busy_helpers += 1
         try:
-            work(shares[0])
+            work(Share(self))
+        except BaseException as error:  # re-raised by run_chunks on the calling thread
+            self.errors.append(error)
         finally:
-            for future in futures:
-                future.result()
+            with self._lock:
+                self._busy_helpers -= 1
+                self._helpers_done.notify_all()
+
+    def wait_for_helpers(self) -> None:
+        with self._lock:
+            self._helpers_done.wait_for(lambda: self._busy_helpers == 0)
+
+
+class Share:
+    """The chunks one thread runs in a ``run_chunks`` call: an iterator of ``(index, start, stop)`` that takes
+    each from the shared queue when asked. ``most_images``: the size of the call's largest chunk, for
+    buffers that must fit any chunk the thread may get."""
+
+    def __init__(self, queue: _ChunkQueue):
+        self._queue = queue
+        self.most_images = queue.most_images
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        chunk = self._queue.take()
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+
+def run_chunks(chunks: list[tuple[int, int]], work) -> None:
+    """Call ``work(share)`` on each of numcnn's threads, with BLAS single-threaded, and wait for all;
+    ``share`` (a ``Share``) yields ``(index, start, stop)`` for the chunks that thread runs, taken one at a
+    time from ``chunks`` (a list of ``(start, stop)``). The calling thread works too. Exceptions are re-raised
+    here. ``work`` must write only to its own chunks' outputs (and to its own scratch buffers)."""
+    queue = _ChunkQueue(chunks)
+    helpers = max(0, min(thread_count(), len(chunks)) - 1)
+    with single_threaded_blas():
+        if helpers:
+            pool = _executor(helpers)
+            for _ in range(helpers):
+                pool.submit(queue.help, work)
+        try:
+            work(Share(queue))
+        except BaseException:
+            queue.close()  # a helper that has not started yet must not start the remaining chunks
+            raise
+        finally:
+            queue.wait_for_helpers()
+    if queue.errors:
+        raise queue.errors[0]

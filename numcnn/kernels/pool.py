@@ -127,23 +127,24 @@ def route_window_row(dy_row, y_row, relu, winner_row, pr, oh, ow, ph, pw, psh, p
 
 
 @njit(nogil=True, cache=True)
-def _maxpool_backward_images(dy, winner, ph, pw, sh, sw, top, left, dx):
+def _maxpool_backward_images(dy, y, relu, winner, ph, pw, sh, sw, top, left, dx):
     """``route_window_row`` for every row of windows of every image, on one thread; ``dx[n]`` is zeroed just
-    before its adds land on it (still in cache)."""
+    before its adds land on it (still in cache). ``relu``: route only where ``y > 0``."""
     n_images, oh, ow, channels = dy.shape
     masked, unused_db = np.empty((ow, channels), dtype=dx.dtype), np.empty(channels, dtype=dx.dtype)
     for n in range(n_images):
         dx[n] = 0
         for r in range(oh):
-            route_window_row(dy[n, r], dy[n, r], False, winner[n, r], r, dx.shape[1], dx.shape[2], ph, pw, sh, sw,
+            route_window_row(dy[n, r], y[n, r], relu, winner[n, r], r, dx.shape[1], dx.shape[2], ph, pw, sh, sw,
                              top, left, 0, masked, unused_db, dx[n])
 
 
 @njit(parallel=True, cache=True)
-def _maxpool_backward(dy, winner, ph, pw, sh, sw, top, left, dx):
+def _maxpool_backward(dy, y, relu, winner, ph, pw, sh, sw, top, left, dx):
     """``_maxpool_backward_images``, one image per thread."""
     for n in prange(dy.shape[0]):
-        _maxpool_backward_images(dy[n:n + 1], winner[n:n + 1], ph, pw, sh, sw, top, left, dx[n:n + 1])
+        _maxpool_backward_images(dy[n:n + 1], y[n:n + 1], relu, winner[n:n + 1], ph, pw, sh, sw, top, left,
+                                 dx[n:n + 1])
 
 
 def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
@@ -160,12 +161,15 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     return y, (x.shape, winner, (*pool_size, *strides, top, left))
 
 
-def maxpool2d_backward(dy, cache):
-    """``dx[winner] += dy`` for every output."""
+def maxpool2d_backward(dy, cache, relu_output=None):
+    """``dx[winner] += dy`` for every output; with ``relu_output`` (``y``, when a ReLU follows the pooling,
+    as in the fused Conv2D + MaxPooling2D), only where ``y > 0``: ReLU's derivative."""
     x_shape, winner, pool = cache
     dx = np.empty(x_shape, dtype=dy.dtype)
+    dy = np.ascontiguousarray(dy)
     kernel = _maxpool_backward if parallel.worth_threads(dx.size) else _maxpool_backward_images
-    kernel(np.ascontiguousarray(dy), winner, *pool, dx)
+    relu = relu_output is not None
+    kernel(dy, relu_output if relu else dy, relu, winner, *pool, dx)
     return dx
 
 

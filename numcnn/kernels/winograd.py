@@ -216,11 +216,11 @@ def transformed_chunks(x, pads, th, tw, share):
     """Yield ``(index, start, stop, v)`` for each chunk ``(index, start, stop)`` of ``share`` (as
     ``conv.im2col_chunks``): the transformed tiles (16, T, C_in) of images ``start:stop`` of ``x`` padded by
     ``pads``; one buffer."""
-    if not share:
-        return
     top, _, left, _ = pads
-    buffer = np.empty((16, max(stop - start for _, start, stop in share) * th * tw, x.shape[3]), x.dtype)
+    buffer = None
     for index, start, stop in share:
+        if buffer is None:
+            buffer = np.empty((16, share.most_images * th * tw, x.shape[3]), x.dtype)
         v = buffer[:, :(stop - start) * th * tw]
         input_transform(x[start:stop], top, left, th, tw, v)
         yield index, start, stop, v
@@ -244,11 +244,11 @@ def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_outpu
     chunks = winograd_chunks(x, th, tw)
 
     def work(share):
-        m_buffer = None
-        if not keep_output and share:  # this thread's one output buffer, the size of its largest chunk
-            y_buffer = np.empty((max(stop - start for _, start, stop in share), oh, ow, c_out), x.dtype)
+        m_buffer = y_buffer = None  # this thread's buffers, made for its first chunk, sized for the largest
         for _, start, stop, v in transformed_chunks(x, pads, th, tw, share):
-            m_buffer = np.empty((16, v.shape[1], c_out), x.dtype) if m_buffer is None else m_buffer
+            if m_buffer is None:
+                m_buffer = np.empty((16, share.most_images * th * tw, c_out), x.dtype)
+                y_buffer = None if keep_output else np.empty((share.most_images, oh, ow, c_out), x.dtype)
             m = m_buffer[:, :v.shape[1]]
             for e in range(16):  # 16 plain 2-D products: NumPy's stacked matmul was measured far slower
                 np.matmul(v[e], u[e], out=m[e])
@@ -272,16 +272,17 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # (16, C_out, C_in)
 
     def work(share):
-        dm_buffer = dv_buffer = None
+        dm_buffer = dv_buffer = None  # this thread's buffers, sized for the largest chunk
         for i, start, stop, v in transformed_chunks(x, pads, th, tw, share):
             tiles = v.shape[1]
-            dm_buffer = np.empty((16, tiles, c_out), dy.dtype) if dm_buffer is None else dm_buffer
+            if dm_buffer is None:
+                dm_buffer = np.empty((16, share.most_images * th * tw, c_out), dy.dtype)
+                dv_buffer = np.empty((16, share.most_images * th * tw, c_in), dy.dtype) if need_dx else None
             dm = dm_buffer[:, :tiles]
             output_gradient_transform(dy[start:stop], th, tw, dm)
             for e in range(16):  # 2-D products, one per position e (see the forward)
                 np.matmul(v[e].T, dm[e], out=du_parts[i, e])
             if need_dx:
-                dv_buffer = np.empty((16, tiles, c_in), dy.dtype) if dv_buffer is None else dv_buffer
                 dv = dv_buffer[:, :tiles]
                 for e in range(16):
                     np.matmul(dm[e], u_t[e], out=dv[e])
