@@ -50,7 +50,8 @@ MIN_CHUNKS = 8  # a batch splits into at least this many chunks (if it has as ma
 # ... unless its chunks would then hold less than this. Each chunk costs ~10 us of Python (slicing, the
 # im2col and matmul calls) under the GIL, which the threads cannot share: the seed model's third convolution
 # (32 images of 5x5x64, 20 KB of im2col each) went from 0.26 / 0.53 ms (forward / backward, 8 chunks of 80 KB)
-# to 0.22 / 0.37 ms in 2 chunks of 330 KB (2 threads, Intel Xeon Sapphire Rapids, AVX-512; ... with AVX2).
+# to 0.22 / 0.37 ms in 2 chunks of 330 KB (2 threads, Intel Xeon Sapphire Rapids, AVX-512), and from 0.26 / 0.56
+# to 0.24 / 0.44 ms with the AVX2 settings (NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES).
 MIN_CHUNK_BYTES = 256 << 10
 
 _pool: ThreadPoolExecutor | None = None
