@@ -183,8 +183,9 @@ def im2col_chunks(x, w, strides, pads, oh, ow, share):
     share of ``parallel.run_chunks``): the im2col matrix of images
     ``start:stop`` of ``x`` padded by ``pads`` (rows (n, r, c), columns (p, q, k)), so that
     ``cols @ w.reshape(-1, C_out)`` is their convolution. One buffer, the size of the largest chunk, serves
-    every chunk of the thread (a fresh array per chunk costs page faults). Only output rows ``r < oh`` and columns ``c < ow`` are built (the fused
-    conv+pool op passes fewer than the full output when pooling drops the last ones)."""
+    every chunk of the thread (a fresh array per chunk costs page faults). Only output rows ``r < oh`` and
+    columns ``c < ow`` are built (the fused conv+pool op passes fewer than the full output when pooling drops
+    the last ones)."""
     kh, kw, c_in, _ = w.shape
     top, _, left, _ = pads
     kernel = im2col_for(kh, kw, c_in)
