@@ -179,11 +179,14 @@ def test_an_exception_on_one_rank_aborts_the_job(tmp_path):
 @needs_mpi
 def test_cli_train_distributed_then_resume(tmp_path):
     """``mpiexec -n 2 numcnn train --distributed`` on the embedded digits: rank 0 alone writes the model, the
-    checkpoint lets ``--resume`` run the remaining epoch, and the run matches a single-process run of the same
-    command: epoch losses to 1e-3, test accuracy to 1 point. Not the weights to a tight bound: in float32 the two
-    ranks' partial gradient sums round differently from one sum, and over 126 Adam steps (which rescale every
-    gradient to a step of ~lr) those last-bit differences grow to ~1e-3 in the weights (measured: 0.0011 at
-    most). The exact equality of the arithmetic is the float64 test above (<= 1e-9)."""
+    checkpoint lets ``--resume`` run the remaining epoch exactly as a straight 2-epoch distributed run does (same
+    losses and accuracy, bit for bit), and the run is close to a single-process run of the same command.
+
+    Only close: in float32 the two ranks' partial gradient sums round differently from one sum (and split into
+    other chunks), and over 126 Adam steps (which rescale every gradient to a step of ~lr) those last-bit
+    differences grow: measured, the first epoch's mean loss agreed to 1e-6 and the second's differed by 1.9e-3
+    (Intel Xeon Sapphire Rapids; < 1e-3 on AMD Zen 4), the weights by ~1e-3. Hence 1e-4 and 1e-2 here, and test
+    accuracy to 1 point. The exact equality of the arithmetic is the float64 test above (<= 1e-9)."""
     numcnn_cli = Path(sys.executable).parent / "numcnn"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
@@ -199,15 +202,18 @@ def test_cli_train_distributed_then_resume(tmp_path):
     resumed = train("--distributed", "--epochs", "2", "--out", "two", "--checkpoint-dir", str(checkpoints),
                     "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = train("--distributed", "--epochs", "2", "--out", "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
     single = train("--epochs", "2", "--out", "single", ranks=0)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    history = json.loads((tmp_path / "two" / "history.json").read_text())["history"]
-    expected = json.loads((tmp_path / "single" / "history.json").read_text())["history"]
+    record, uninterrupted, alone = (json.loads((tmp_path / name / "history.json").read_text())
+                                    for name in ("two", "straight", "single"))
+    history, expected = record["history"], alone["history"]
     assert len(history["loss"]) == len(expected["loss"]) == 2  # epoch 1 restored from the checkpoint, epoch 2 run
-    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-3)
-    record = json.loads((tmp_path / "two" / "history.json").read_text())
-    alone = json.loads((tmp_path / "single" / "history.json").read_text())
+    assert history == uninterrupted["history"] and record["test_accuracy"] == uninterrupted["test_accuracy"]
+    np.testing.assert_allclose(history["loss"][0], expected["loss"][0], rtol=1e-4)
+    np.testing.assert_allclose(history["loss"][1], expected["loss"][1], rtol=1e-2)
     assert abs(record["test_accuracy"] - alone["test_accuracy"]) <= 0.01 and alone["test_accuracy"] > 0.85
 
 
