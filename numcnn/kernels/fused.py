@@ -86,9 +86,11 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
         # loss, so they are not computed (the seed model's second conv: 10x10 of its 11x11 outputs, 17% less)
         oh = min(oh, (poh - 1) * pool_strides[0] + pool_size[0] - ptop)
         ow = min(ow, (pow_ - 1) * pool_strides[1] + pool_size[1] - pleft)
-    x_pad = pad_nhwc(x, pads) if any(pads) else np.ascontiguousarray(x)
+    x = np.ascontiguousarray(x)
+    x_pad = None  # a padded copy of x, made only where a kernel reads one (the gemm path pads implicitly)
     geometry = (oh, ow, *pool)
     if method == "direct":
+        x_pad = _padded(x, pads)
         conv_pool, _ = _direct_kernels(kh, kw, c_in)
         conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
     elif method == "winograd":
@@ -97,13 +99,13 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
                            winner[start:stop])
 
         winograd.winograd_conv3x3_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False)
-        method = "gemm"  # the backward over the winners needs only x_pad, w and the winners
+        method = "gemm"  # the backward over the winners needs only x, w and the winners
     else:
-        chunks = conv_chunks(x_pad, w, oh, ow)
+        chunks = conv_chunks(x, w, oh, ow)
 
         def work(share):  # chunks of images on numcnn's threads, as in kernels.conv
             z_buffer = None  # one buffer for all of this thread's chunks, sized for the largest
-            for _, start, stop, cols in im2col_chunks(x_pad, w, conv_strides, (0, 0, 0, 0), oh, ow, share):
+            for _, start, stop, cols in im2col_chunks(x, w, conv_strides, pads, oh, ow, share):
                 if z_buffer is None:
                     z_buffer = np.empty((share.most_images * oh * ow, c_out), x.dtype)
                 z = np.matmul(cols, w.reshape(-1, c_out), out=z_buffer[:len(cols)])
@@ -111,17 +113,19 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
                                winner[start:stop])
 
         run_chunks(chunks, work)
-    return y, (method, x.shape, x_pad, w, conv_strides, pads, geometry, y, winner, relu)
+    return y, (method, x, x_pad, w, conv_strides, pads, geometry, y, winner, relu)
 
 
 def conv_pool_backward(dy, cache, need_dx=True, winners=None):
     """``(dx, dw, db)`` of the fused op (see the module docstring); ``dx`` is None if not ``need_dx``.
     ``winners``: after the gemm path's forward, loop over the winners (True) or go through a dense ``dz``
     (False); None: as ``winners_backward_pays`` says."""
-    method, x_shape, x_pad, w, strides, pads, geometry, y, winner, relu = cache
+    method, x, x_pad, w, strides, pads, geometry, y, winner, relu = cache
     dy = np.ascontiguousarray(dy, dtype=y.dtype)
     if method == "gemm" and not (winners_backward_pays(w.shape) if winners is None else winners):
         return _dense_backward(dy, cache, need_dx)
+    if x_pad is None:  # the gemm path's forward padded implicitly; the winners' loop reads a padded copy
+        x_pad = _padded(x, pads)
     n_parts = -(-len(dy) // DW_PART_IMAGES)
     db_parts = np.zeros((n_parts, w.shape[3]), dtype=w.dtype)
     if method == "gemm":
@@ -131,12 +135,12 @@ def conv_pool_backward(dy, cache, need_dx=True, winners=None):
         _winners_backward(x_pad, w_t, dy, y, relu, winner, *strides, geometry[1], DW_PART_IMAGES, need_dx, dw_parts,
                           db_parts, dx_pad)
         dw = np.ascontiguousarray(dw_parts.sum(axis=0).transpose(1, 2, 3, 0))
-        return _crop(dx_pad, pads, x_shape) if need_dx else None, dw, db_parts.sum(axis=0)
+        return _crop(dx_pad, pads, x.shape) if need_dx else None, dw, db_parts.sum(axis=0)
     dw_parts = np.zeros((n_parts, *w.shape), dtype=w.dtype)
     dx_pad = np.zeros(x_pad.shape if need_dx else (0, 0, 0, 0), dtype=dy.dtype)
     _, backward = _direct_kernels(*w.shape[:3])
     backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, DW_PART_IMAGES, need_dx, dw_parts, db_parts, dx_pad)
-    return _crop(dx_pad, pads, x_shape) if need_dx else None, dw_parts.sum(axis=0), db_parts.sum(axis=0)
+    return _crop(dx_pad, pads, x.shape) if need_dx else None, dw_parts.sum(axis=0), db_parts.sum(axis=0)
 
 
 def winners_backward_pays(w_shape) -> bool:
@@ -154,11 +158,15 @@ def winners_backward_pays(w_shape) -> bool:
 def _dense_backward(dy, cache, need_dx):
     """The backward as the unfused ops run it: ``dz`` = ``dy`` masked by ReLU's derivative ``[y > 0]`` and
     routed to each window's winner (``pool.maxpool2d_backward``), then ``conv.conv2d_backward`` from ``dz``
-    (im2col + GEMM), whose ``db = sum dz`` is the bias gradient."""
-    _, x_shape, x_pad, w, strides, pads, (oh, ow, *pool), y, winner, relu = cache
+    (im2col + GEMM, padding implicitly), whose ``db = sum dz`` is the bias gradient."""
+    _, x, _, w, strides, pads, (oh, ow, *pool), y, winner, relu = cache
     dz = maxpool2d_backward(dy, ((len(dy), oh, ow, w.shape[3]), winner, pool), relu_output=y if relu else None)
-    dx_pad, dw, db = conv2d_backward(dz, (x_pad, w, strides, (0, 0, 0, 0)), need_dx)
-    return _crop(dx_pad, pads, x_shape) if need_dx else None, dw, db
+    return conv2d_backward(dz, (x, w, strides, pads), need_dx)
+
+
+def _padded(x, pads):
+    """``x`` padded with zeros by ``pads`` (top, bottom, left, right), or ``x`` itself when they are all 0."""
+    return pad_nhwc(x, pads) if any(pads) else x
 
 
 def _crop(x_pad, pads, x_shape):
