@@ -91,8 +91,8 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     geometry = (oh, ow, *pool)
     if method == "direct":
         x_pad = _padded(x, pads)
-        conv_pool, _ = _direct_kernels(kh, kw, c_in)
-        conv_pool(x_pad, w, b, *conv_strides, *geometry, relu, y, winner)
+        conv_pool = _direct_forward(kh, kw, c_in, *conv_strides, pool[0], pool[1], pool[3])
+        conv_pool(x_pad, w, b, oh, ow, pool[2], ptop, pleft, relu, y, winner)
     elif method == "winograd":
         def pool_chunk(start, stop, rows):  # the bias is added here, before comparing, as the gemm path does
             maxpool_images(rows.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop],
@@ -138,7 +138,7 @@ def conv_pool_backward(dy, cache, need_dx=True, winners=None):
         return _crop(dx_pad, pads, x.shape) if need_dx else None, dw, db_parts.sum(axis=0)
     dw_parts = np.zeros((n_parts, *w.shape), dtype=w.dtype)
     dx_pad = np.zeros(x_pad.shape if need_dx else (0, 0, 0, 0), dtype=dy.dtype)
-    _, backward = _direct_kernels(*w.shape[:3])
+    backward = _direct_backward(*w.shape[:3])
     backward(x_pad, w, dy, y, relu, winner, *strides, *geometry, DW_PART_IMAGES, need_dx, dw_parts, db_parts, dx_pad)
     return _crop(dx_pad, pads, x.shape) if need_dx else None, dw_parts.sum(axis=0), db_parts.sum(axis=0)
 
@@ -222,24 +222,49 @@ def _winners_backward(x_pad, w_t, dy, y, relu, winner, sh, sw, ow, chunk, need_d
 # needs live in a small buffer ``z[a, c, j]`` (a < PH), so the innermost loops run over a whole row of
 # outputs and channels — long enough to vectorise well — and ``z`` never leaves the cache.
 #
-# The kernels are compiled once per receptive field (KH, KW, C_in): Numba compiles a closure's variables
-# as constants, so the tap loops ``for p in range(kh)`` etc. have known trip counts and LLVM unrolls them.
-# Each conv output's sum then stays in a register across its taps, and the dW update can walk the taps of
-# one output position at a time (with runtime trip counts that order was the slower one). Measured on the
-# seed model's first layer at batch 128, with ``route_window_row``: forward 1.73 -> 1.48 ms, backward
-# 2.89 -> 1.96 ms (per-layer profile of benchmarks/run.py).
+# The kernels are compiled once per receptive field (KH, KW, C_in), the forward also per conv stride and
+# pooling window: Numba compiles a closure's variables as constants, so the tap loops ``for p in range(kh)``
+# etc. have known trip counts and LLVM unrolls them. Each conv output's sum then stays in a register across
+# its taps, and the dW update can walk the taps of one output position at a time (with runtime trip counts
+# that order was the slower one). Measured on the seed model's first layer at batch 128, with
+# ``route_window_row``: forward 1.73 -> 1.48 ms, backward 2.89 -> 1.96 ms (per-layer profile of
+# benchmarks/run.py, Zen 3). Constant strides then took the forward from 1.11 to 0.80 ms, and
+# ``pool_inside_row`` (constant window) to 0.52 ms (A/B in one process, Zen 5); the backward's time did not
+# change with constant strides, so it keeps them as arguments (every compiled variant costs seconds).
 # ----------------------------------------------------------------------------------------------
 @functools.cache
-def _direct_kernels(kh, kw, c_in):
-    """``(conv_pool, backward)``: the direct forward and backward kernels for one (KH, KW, C_in)."""
+def _direct_forward(kh, kw, c_in, sh, sw, ph, pw, psw):
+    """The direct forward kernel for one receptive field (KH, KW, C_in), conv stride (SH, SW), pooling
+    window (PH, PW) and pooling column stride PSW."""
+
+    @njit(cache=True)
+    def pool_inside_row(z, r0, b, relu, ow, y_row, winner_row):
+        """``pool.pool_window_row`` for a row of windows that all lie inside the map (its rows ``r0 ...``
+        are ``z[0 ...]``): the same values and tie rule. The window loops have constant trip counts, so LLVM
+        unrolls them and vectorises the channel loop with the running maximum in registers (on the seed
+        model's first layer, 128 images, one thread: 0.18 ms instead of 0.67)."""
+        zero = y_row.dtype.type(0)
+        for pc in range(y_row.shape[0]):
+            c0 = pc * psw
+            for k in range(y_row.shape[1]):
+                best, best_at = z[0, c0, k] + b[k], np.int32(r0 * ow + c0)
+                for a in range(ph):
+                    for e in range(pw):
+                        if a + e > 0:  # (0, 0) started the scan
+                            value = z[a, c0 + e, k] + b[k]
+                            if value > best:  # strict: the first maximum wins (TF's tie rule)
+                                best, best_at = value, np.int32((r0 + a) * ow + c0 + e)
+                y_row[pc, k] = max(best, zero) if relu else best
+                winner_row[pc, k] = best_at
 
     @njit(parallel=True, cache=True)
-    def conv_pool(x_pad, w, b, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, relu, y, winner):
+    def conv_pool(x_pad, w, b, oh, ow, psh, ptop, pleft, relu, y, winner):
         """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the
         first maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie
-        rule; ``pool.pool_window_row``, the scan max pooling uses too). Every conv output is summed in the
-        same order, so equal receptive fields give bit-equal outputs and ties stay ties (a BLAS GEMM may round
-        equal rows differently depending on where they sit, and so move the gradient of a tie)."""
+        rule; ``pool_inside_row``, or where a window reaches into 'same' padding ``pool.pool_window_row``,
+        the scan max pooling uses). Every conv output is summed in the same order, so equal receptive fields
+        give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows differently depending on
+        where they sit, and so move the gradient of a tie)."""
         c_out, poh = w.shape[3], y.shape[1]
         w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
         zero = y.dtype.type(0)  # typed zeros: a bare 0 is an int64, which turns float32 math into float64
@@ -262,8 +287,19 @@ def _direct_kernels(kh, kw, c_in):
                                         tap = (p * kw + q) * c_in + k
                                         total += x_pad[n, r * sh + p, c * sw + q, k] * w_taps[tap, j]
                             z_rc[j] = total
-                pool_window_row(z, pr * psh - ptop, b, relu, pr, oh, ow, ph, pw, psh, psw, ptop, pleft, buffers,
-                                y[n, pr], winner[n, pr])
+                r0 = pr * psh - ptop
+                if r0 >= 0 and r0 + ph <= oh and pleft == 0 and (y.shape[2] - 1) * psw + pw <= ow:
+                    pool_inside_row(z, r0, b, relu, ow, y[n, pr], winner[n, pr])
+                else:
+                    pool_window_row(z, r0, b, relu, pr, oh, ow, ph, pw, psh, psw, ptop, pleft, buffers, y[n, pr],
+                                    winner[n, pr])
+
+    return conv_pool
+
+
+@functools.cache
+def _direct_backward(kh, kw, c_in):
+    """The direct backward kernel for one receptive field (KH, KW, C_in)."""
 
     @njit(parallel=True, cache=True)
     def backward(x_pad, w, dy, y, relu, winner, sh, sw, oh, ow, ph, pw, psh, psw, ptop, pleft, chunk, need_dx,
@@ -316,4 +352,4 @@ def _direct_kernels(kh, kw, c_in):
                                                 total += g_rc[j] * w_tap[j]
                                             dx_pad[n, r * sh + p, c * sw + q, k] += total
 
-    return conv_pool, backward
+    return backward
