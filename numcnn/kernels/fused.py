@@ -228,41 +228,22 @@ def _winners_backward(x_pad, w_t, dy, y, relu, winner, sh, sw, ow, chunk, need_d
 # its taps, and the dW update can walk the taps of one output position at a time (with runtime trip counts
 # that order was the slower one). Measured on the seed model's first layer at batch 128, with
 # ``route_window_row``: forward 1.73 -> 1.48 ms, backward 2.89 -> 1.96 ms (per-layer profile of
-# benchmarks/run.py, Zen 3). Constant strides then took the forward from 1.11 to 0.80 ms, and
-# ``pool_inside_row`` (constant window) to 0.52 ms (A/B in one process, Zen 5); the backward's time did not
-# change with constant strides, so it keeps them as arguments (every compiled variant costs seconds).
+# benchmarks/run.py, Zen 3). Constant strides then took the forward from 1.11 to 0.80 ms, and the inline
+# pooling of windows inside the map (constant window) to 0.52 ms (A/B in one process, Zen 5); the backward's
+# time did not change with constant strides, so it keeps them as arguments (each compiled variant costs
+# seconds).
 # ----------------------------------------------------------------------------------------------
 @functools.cache
 def _direct_forward(kh, kw, c_in, sh, sw, ph, pw, psw):
     """The direct forward kernel for one receptive field (KH, KW, C_in), conv stride (SH, SW), pooling
     window (PH, PW) and pooling column stride PSW."""
 
-    @njit(cache=True)
-    def pool_inside_row(z, r0, b, relu, ow, y_row, winner_row):
-        """``pool.pool_window_row`` for a row of windows that all lie inside the map (its rows ``r0 ...``
-        are ``z[0 ...]``): the same values and tie rule. The window loops have constant trip counts, so LLVM
-        unrolls them and vectorises the channel loop with the running maximum in registers (on the seed
-        model's first layer, 128 images, one thread: 0.18 ms instead of 0.67)."""
-        zero = y_row.dtype.type(0)
-        for pc in range(y_row.shape[0]):
-            c0 = pc * psw
-            for k in range(y_row.shape[1]):
-                best, best_at = z[0, c0, k] + b[k], np.int32(r0 * ow + c0)
-                for a in range(ph):
-                    for e in range(pw):
-                        if a + e > 0:  # (0, 0) started the scan
-                            value = z[a, c0 + e, k] + b[k]
-                            if value > best:  # strict: the first maximum wins (TF's tie rule)
-                                best, best_at = value, np.int32((r0 + a) * ow + c0 + e)
-                y_row[pc, k] = max(best, zero) if relu else best
-                winner_row[pc, k] = best_at
-
     @njit(parallel=True, cache=True)
     def conv_pool(x_pad, w, b, oh, ow, psh, ptop, pleft, relu, y, winner):
         """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the
         first maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie
-        rule; ``pool_inside_row``, or where a window reaches into 'same' padding ``pool.pool_window_row``,
-        the scan max pooling uses). Every conv output is summed in the same order, so equal receptive fields
+        rule; where a window reaches into 'same' padding ``pool.pool_window_row``, the scan max pooling
+        uses). Every conv output is summed in the same order, so equal receptive fields
         give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows differently depending on
         where they sit, and so move the gradient of a tie)."""
         c_out, poh = w.shape[3], y.shape[1]
@@ -289,7 +270,23 @@ def _direct_forward(kh, kw, c_in, sh, sw, ph, pw, psw):
                             z_rc[j] = total
                 r0 = pr * psh - ptop
                 if r0 >= 0 and r0 + ph <= oh and pleft == 0 and (y.shape[2] - 1) * psw + pw <= ow:
-                    pool_inside_row(z, r0, b, relu, ow, y[n, pr], winner[n, pr])
+                    # every window inside the map: pool.pool_window_row's scan (same values, same tie rule)
+                    # with constant window loops, which LLVM unrolls, so the channel loop vectorises with the
+                    # running maximum in registers (seed model's first layer, 128 images, one thread: the
+                    # pooling took 0.18 ms instead of 0.67). Written inline: a compiled helper held as a
+                    # closure variable would make Numba's disk cache miss in every new process.
+                    for pc in range(y.shape[2]):
+                        c0 = pc * psw
+                        for j in range(c_out):
+                            best, best_at = z[0, c0, j] + b[j], np.int32(r0 * ow + c0)
+                            for a in range(ph):
+                                for e in range(pw):
+                                    if a + e > 0:  # (0, 0) started the scan
+                                        value = z[a, c0 + e, j] + b[j]
+                                        if value > best:  # strict: the first maximum wins (TF's tie rule)
+                                            best, best_at = value, np.int32((r0 + a) * ow + c0 + e)
+                            y[n, pr, pc, j] = max(best, zero) if relu else best
+                            winner[n, pr, pc, j] = best_at
                 else:
                     pool_window_row(z, r0, b, relu, pr, oh, ow, ph, pw, psh, psw, ptop, pleft, buffers, y[n, pr],
                                     winner[n, pr])
