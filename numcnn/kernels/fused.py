@@ -243,9 +243,9 @@ def _direct_forward(kh, kw, c_in, sh, sw, ph, pw, psw):
         """One image per thread: ``z`` = the conv rows of one row of pooling windows, then, per window, the
         first maximum of ``z + b`` for all channels at once (strict ``>`` in row-major window order: TF's tie
         rule; where a window reaches into 'same' padding ``pool.pool_window_row``, the scan max pooling
-        uses). Every conv output is summed in the same order, so equal receptive fields
-        give bit-equal outputs and ties stay ties (a BLAS GEMM may round equal rows differently depending on
-        where they sit, and so move the gradient of a tie)."""
+        uses). Every conv output is summed in the same order, so equal receptive fields give bit-equal
+        outputs and ties stay ties (a BLAS GEMM may round equal rows differently depending on where they sit,
+        and so move the gradient of a tie)."""
         c_out, poh = w.shape[3], y.shape[1]
         w_taps = w.reshape(kh * kw * c_in, c_out)  # row (p*KW + q)*C_in + k: one tap's weights, contiguous
         zero = y.dtype.type(0)  # typed zeros: a bare 0 is an int64, which turns float32 math into float64
