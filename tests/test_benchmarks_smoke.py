@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy  # noqa: F401  (loads its BLAS, for threadpoolctl to find)
 import pytest
+import threadpoolctl
 
 ROOT = Path(__file__).parent.parent
 
@@ -35,6 +37,9 @@ def test_architecture_suite_quick_run_writes_a_row_per_architecture(tmp_path):
 
     assert [row["architecture"] for row in data["summary"]] == list(architectures.ARCHITECTURES)
     assert all(row["train_ms"]["numcnn"] > 0 and row["training_gflop"] > 0 for row in data["summary"])
+    # the CPU line names NumPy's BLAS kernel, as OpenBLAS itself reports it (it moves every GEMM-bound figure)
+    kernels = {i["architecture"] for i in threadpoolctl.threadpool_info() if "numpy" in i["filepath"]}
+    assert any(f"{kernel} kernel" in data["cpu"] for kernel in kernels), data["cpu"]
 
 
 def test_the_suites_gan_pair_is_numcnn_generate_gans_networks():

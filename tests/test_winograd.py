@@ -30,6 +30,10 @@ absolute sums are computed in float64 (their own relative rounding, below 1e-13,
 Underflow is outside this model: the test data are of unit size.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -221,8 +225,31 @@ def test_a_wrong_transform_breaks_the_bound():
     assert (np.abs(y_wrong - y_direct) > bound).any()
 
 
+@pytest.mark.parametrize("avx512_blas", [False, True])
+def test_winograd_rule_by_the_blas_kernel(monkeypatch, avx512_blas):
+    """Where BLAS runs 512-bit kernels, im2col's product is fast enough that Winograd needs 64 channels."""
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")
+    monkeypatch.setattr(conv, "blas_has_avx512", lambda: avx512_blas)
+    assert conv.use_winograd((3, 3, 32, 32), (1, 1), (32, 32)) is not avx512_blas
+    assert conv.use_winograd((3, 3, 16, 64), (1, 1), (16, 16)) is not avx512_blas
+    assert conv.use_winograd((3, 3, 64, 64), (1, 1), (16, 16))
+    assert not conv.use_winograd((3, 3, 64, 64), (1, 1), (13, 13))  # a small map
+
+
+def test_blas_kernel_is_read_from_openblas():
+    """A process whose OpenBLAS is told to run its 256-bit Haswell kernel (OPENBLAS_CORETYPE, as this
+    project's machines set it) reports that kernel, and numcnn then counts its BLAS as not AVX-512."""
+    code = ("import numpy, numcnn, threadpoolctl; from numcnn.kernels.parallel import blas_has_avx512; "
+            "print(sorted({i['architecture'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == "
+            "'openblas'}), blas_has_avx512())")
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["['Haswell']", "False"]
+
+
 def test_conv2d_routes_to_winograd_by_its_rule_and_the_environment_switch(monkeypatch):
     monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")  # the automatic rule (see use_winograd's docstring)
+    monkeypatch.setattr(conv, "blas_has_avx512", lambda: False)
     assert conv.use_winograd((3, 3, 16, 32), (1, 1), (16, 16))
     assert not conv.use_winograd((3, 3, 3, 32), (1, 1), (16, 16))  # 3 input channels
     assert not conv.use_winograd((3, 3, 32, 64), (1, 1), (11, 11))  # a small map

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd
-from .parallel import image_chunks, run_chunks
+from .parallel import blas_has_avx512, image_chunks, run_chunks
 from .reference import conv2d_geometry
 
 
@@ -113,7 +113,8 @@ def col2im(dcols, kh, kw, sh, sw, top, left, oh, ow, dx):
 # NUMCNN_WINOGRAD in the environment overrides use_winograd's rule: "1" = wherever the kernel allows
 # (3x3, stride 1), "0" = never. Unset: the measured rule below.
 WINOGRAD_SETTING = os.environ.get("NUMCNN_WINOGRAD", "")
-WINOGRAD_MIN_CHANNELS = 16  # C_in and C_out at least this
+# C_in and C_out at least this, by whether BLAS runs 512-bit kernels (``parallel.blas_has_avx512``; see below)
+WINOGRAD_MIN_CHANNELS = {False: 16, True: 64}
 WINOGRAD_MIN_SIZE = 16  # output height and width at least this
 
 
@@ -123,22 +124,33 @@ def use_winograd(w_shape, strides, output_size) -> bool:
 
     Only a 3x3 kernel at stride 1 can (the algorithm's tiles assume both). Where it pays was measured with
     ``benchmarks/winograd.py`` (forward + backward, interleaved A/B, medians; README section "Winograd"),
-    both run as chunks of images on numcnn's threads with single-threaded BLAS, 2 threads, on AMD EPYC Zen 4,
-    once with AVX-512 and once as an AVX2 machine (``NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell
-    NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"``; figures in the README): Winograd was faster where both
-    channel counts are >= 16 and the output map is at least 16x16 (the CIFAR-style model's 32 -> 64 and
-    64 -> 64 layers, a 128x128x16 map), but slower on 3 input channels (its 16 products have K = C_in: too
-    thin for BLAS) and on small maps (13x13, 5x5: edge tiles and per-tile overhead). Its results differ
-    from the direct convolution's by rounding (bounded in tests/test_winograd.py), so the fused Conv2D +
-    MaxPooling2D kernel, whose first-maximum tie rule in training needs equal receptive fields to give
-    bit-equal outputs, asks this rule at inference only (``kernels.fused.conv_pool_forward``).
+    both run as chunks of images on numcnn's threads with single-threaded BLAS, 2 threads. Winograd does
+    2.25x fewer multiplications but adds passes over memory (its transforms), so where it pays depends on how
+    fast BLAS runs im2col's one big product:
+
+    * BLAS with 256-bit kernels (AVX2 machines; OpenBLAS's ``Haswell`` kernel on AMD EPYC Zen 4 and Zen 5):
+      Winograd was faster where both channel counts are >= 16 and the output map is at least 16x16 (Zen 5:
+      0.93-0.99x im2col's time at 32 channels, 0.74-0.81x at 64, 0.95x on a 128x128x16 map), but slower on
+      3 input channels (its 16 products have K = C_in: too thin for BLAS) and on small maps (13x13, 5x5:
+      edge tiles and per-tile overhead).
+    * BLAS with 512-bit kernels (OpenBLAS's ``SkylakeX`` kernel on Zen 5: sgemm 1.8x faster): im2col
+      became the faster one at 32 channels (Winograd 1.13-1.28x its time) and Winograd kept a small lead from
+      64 channels on (0.94-0.96x); so it needs 64. Whole models agree (AMD EPYC Zen 5, interleaved in one
+      process, batch 32 training / 256 inference): the CIFAR-style model with the 64-channel rule 26.0 /
+      52.2 ms against 27.6 / 54.3 with the 16-channel one; with the 256-bit kernel the other way round, 35.1 /
+      75.4 against 32.1 / 71.1 ms.
+
+    Its results differ from the direct convolution's by rounding (bounded in tests/test_winograd.py), so the
+    fused Conv2D + MaxPooling2D kernel, whose first-maximum tie rule in training needs equal receptive fields
+    to give bit-equal outputs, asks this rule at inference only (``kernels.fused.conv_pool_forward``).
     """
     if tuple(w_shape[:2]) != (3, 3) or tuple(strides) != (1, 1) or WINOGRAD_SETTING == "0":
         return False
     if WINOGRAD_SETTING == "1":
         return True
     c_in, c_out = w_shape[2:]
-    return (min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS and min(output_size) >= WINOGRAD_MIN_SIZE)
+    return (min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS[blas_has_avx512()]
+            and min(output_size) >= WINOGRAD_MIN_SIZE)
 
 
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, winograd_rule=True):
