@@ -134,12 +134,12 @@ def use_winograd(w_shape, strides, output_size) -> bool:
       32 channels, 0.74-0.81x at 64, 0.95x on a 128x128x16 map; Zen 4 and the AVX2 settings gave the same
       picture, README), but slower on 3 input channels (its 16 products have K = C_in: too thin for BLAS)
       and on small maps (13x13, 5x5: edge tiles and per-tile overhead).
-    * BLAS with 512-bit kernels (OpenBLAS's ``SkylakeX`` kernel on Zen 5: sgemm 1.8x faster): im2col
-      became the faster one at 32 channels (Winograd 1.13-1.28x its time) and Winograd kept a small lead from
-      64 channels on (0.94-0.96x); so it needs 64. Whole models agree (Zen 5, interleaved in one process,
-      batch 32 training / 256 inference): the CIFAR-style model with the 64-channel rule 26.0 / 52.2 ms
-      against 27.6 / 54.3 with the 16-channel one; with the 256-bit kernel the other way round, 35.1 / 75.4
-      against 32.1 / 71.1 ms.
+    * BLAS with 512-bit kernels (OpenBLAS's ``SkylakeX`` kernel on Zen 5: sgemm 1.8x faster): at 32
+      channels neither was reliably faster (Winograd 0.81-1.32x im2col's time over two runs), from 64 on
+      Winograd kept its lead (0.78-0.96x); so it needs 64. Whole models decide the 32-channel case (Zen 5,
+      interleaved in one process, batch 32 training / 256 inference): the CIFAR-style model with the
+      64-channel rule 26.0 / 52.2 ms against 27.6 / 54.3 with the 16-channel one; with the 256-bit kernel
+      the other way round, 35.1 / 75.4 against 32.1 / 71.1 ms.
 
     Its results differ from the direct convolution's by rounding (bounded in tests/test_winograd.py), so the
     fused Conv2D + MaxPooling2D kernel, whose first-maximum tie rule in training needs equal receptive fields
