@@ -391,14 +391,3 @@ def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all
     np.testing.assert_array_equal(serial[3], np.where(x > 0, dy, np.float32(0.2) * dy))
     np.testing.assert_array_equal(serial[4], np.where(keep, x * np.float32(1 / 0.7), 0))
     np.testing.assert_array_equal(serial[6], x.reshape(4, 12, 2, 12, 2, 8).max(axis=(2, 4)))
-
-
-@pytest.mark.parametrize("avx512_blas", [False, True])
-def test_fused_backward_loops_over_winners_only_against_a_256_bit_blas(monkeypatch, avx512_blas):
-    """The winners' loop beats im2col + GEMM only where BLAS runs 256-bit kernels and a kernel row is long
-    (``kernels.fused.winners_backward_pays`` has the measurements)."""
-    from numcnn.kernels import fused
-
-    monkeypatch.setattr(fused, "blas_has_avx512", lambda: avx512_blas)
-    assert fused.winners_backward_pays((3, 3, 32, 64)) is not avx512_blas  # a run of 96 numbers
-    assert not fused.winners_backward_pays((5, 5, 3, 32))  # a run of 15: too short either way

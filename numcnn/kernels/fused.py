@@ -34,10 +34,8 @@ and channel, one multiply-add of the winner's receptive field into ``dW`` and of
 ``dx``. That skips the ~80% of the conv backward's multiply-adds that a dense ``dz`` spends on zeros (1
 position in 4 is a winner, and ReLU zeroes ~30% of those in the trained seed model), and needs no im2col,
 ``dz`` or col2im. BLAS runs its multiply-adds faster than these scattered loops, but does ~5x more of
-them: measured in training against a BLAS with 256-bit kernels, the seed model's second layer's backward went
-from 7.4 to 6.3 ms a step at batch 128 and from 1.9 to 1.5 ms at batch 32 (a dense dz and two BLAS products
-before). A BLAS with 512-bit kernels runs them twice as fast, and the dense backward is then the faster one
-(``winners_backward_pays``).
+them: measured in training, the seed model's second layer's backward went from 7.4 to 6.3 ms a step at
+batch 128 and from 1.9 to 1.5 ms at batch 32 (a dense dz and two BLAS products before).
 """
 
 from __future__ import annotations
@@ -49,7 +47,7 @@ from numba import njit, prange
 
 from . import winograd
 from .conv import conv2d_backward, conv_chunks, im2col_chunks, use_winograd
-from .parallel import blas_has_avx512, run_chunks
+from .parallel import run_chunks
 from .pool import maxpool2d_backward, maxpool_images, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
 
@@ -147,19 +145,21 @@ def conv_pool_backward(dy, cache, need_dx=True, winners=None):
 
 def winners_backward_pays(w_shape) -> bool:
     """Whether the gemm path's backward loops over the winners (``_winners_backward``) rather than building
-    the dense ``dz`` for im2col + GEMM (``_dense_backward``). The winners' loop does ~5x fewer multiply-adds
-    but scattered ones, so it pays only against a BLAS with 256-bit kernels, and only where it adds long runs:
-    it adds one kernel row's ``KW * C_in`` numbers at a time, which vectorises only if that run is long.
-    Measured in training at batch 32 (backward of the fused pair, ms, winners vs dense; Intel Xeon Sapphire
-    Rapids with AVX-512 / the same as an AVX2 machine): a 5x5 stride-2 conv on 3 channels (run 15) 3.8 vs
-    3.2 / 3.9 vs 3.3; the seed model's second conv (run 96) 1.17 vs 1.63 / 1.14 vs 1.79; a 5x5 conv on 32
-    channels (run 160) 5.9 vs 8.5 / 5.8 vs 10.8. Against a BLAS with 512-bit kernels the dense backward won
-    on every layer measured (AMD EPYC Zen 5, interleaved in one process, winners vs dense ms, OpenBLAS's
-    ``SkylakeX`` kernel / its ``Haswell`` kernel): the seed model's second conv at batch 128 6.44 vs 5.05 /
-    6.57 vs 6.70; the strided model's 5x5 32 -> 64 conv at batch 32 10.16 vs 6.29 / 9.91 vs 11.78; the
-    artwork model's 32 -> 64 conv at batch 32 49.7 vs 38.3 / 49.2 vs 63.4."""
+    the dense ``dz`` for im2col + GEMM (``_dense_backward``). The winners' loop adds one kernel row's
+    ``KW * C_in`` numbers at a time, which vectorises only if that run is long. Measured in training at batch
+    32 (backward of the fused pair, ms, winners vs dense; Intel Xeon Sapphire Rapids with AVX-512 / the
+    same as an AVX2 machine): a 5x5 stride-2 conv on 3 channels (run 15) 3.8 vs 3.2 / 3.9 vs 3.3; the seed
+    model's second conv (run 96) 1.17 vs 1.63 / 1.14 vs 1.79; a 5x5 conv on 32 channels (run 160) 5.9 vs
+    8.5 / 5.8 vs 10.8.
+
+    A BLAS with 512-bit kernels (OpenBLAS's ``SkylakeX`` on AMD EPYC Zen 5) runs the dense backward ~2x
+    faster, and alone, one layer at a time, the dense backward then won (the artwork model's 32 -> 64 conv
+    at batch 32: 49.7 vs 38.3 ms). In whole training steps it did not (interleaved in one process, winners
+    vs dense): the artwork model 114 vs 142 ms at batch 32 and 189 vs 252 at batch 64, the strided model
+    18.6 vs 17.5 ms (batch 32) and the seed model 6.84 vs 6.72 ms (batch 64), both a little slower with the
+    winners' loop. So the rule does not depend on the BLAS."""
     kh, kw, c_in, _ = w_shape
-    return kw * c_in >= WINNERS_MIN_RUN and not blas_has_avx512()
+    return kw * c_in >= WINNERS_MIN_RUN
 
 
 def _dense_backward(dy, cache, need_dx):
