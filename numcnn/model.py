@@ -143,10 +143,10 @@ class Sequential:
         return steps
 
     def inference_steps(self) -> list[tuple[int, int]]:
-        """``steps()`` for an inference-mode forward: each Conv2D followed by a BatchNormalization (and a
-        ReLU) becomes one step, ``Conv2D.forward_normalized`` (the same operations, chunk by chunk while the
-        convolution's output is in cache). Each layer keeps its own cache, so ``backward`` (which goes by
-        ``steps()``) works after it as after the layers run one by one."""
+        """``steps()`` for an inference-mode forward: each Conv2D followed by a BatchNormalization (then a
+        ReLU, then a MaxPooling2D, where they follow) becomes one step, ``Conv2D.forward_normalized`` (the
+        same operations, chunk by chunk while the convolution's output is in cache). Each layer keeps its own
+        cache, so ``backward`` (which goes by ``steps()``) works after it as after the layers run one by one."""
         steps, next_free = [], 0
         for first, last in self.steps():
             if first < next_free:  # already taken into the step before
@@ -155,6 +155,7 @@ class Sequential:
                     and self.layers[first].fuses_normalization(self._layer_at(first + 1)):
                 relu_after = self._layer_is(first + 2, Activation) and self.layers[first + 2].is_relu()
                 last = first + 2 if relu_after else first + 1
+                last += self._layer_is(last + 1, MaxPooling2D)
             steps.append((first, last))
             next_free = last + 1
         return steps
@@ -177,14 +178,16 @@ class Sequential:
 
     def step_forward(self, step: tuple[int, int], x, training: bool = False) -> np.ndarray:
         """Forward of one step of ``steps()`` or ``inference_steps()``: one layer, a fused Conv2D +
-        MaxPooling2D pair, or an inference-mode Conv2D + BatchNormalization (+ ReLU)."""
+        MaxPooling2D pair, or an inference-mode Conv2D + BatchNormalization (+ ReLU) (+ MaxPooling2D)."""
         first, last = step
         if last == first:
             return self.layers[first].forward(x, training=training)
         if isinstance(self.layers[first + 1], MaxPooling2D):
             return self.layers[first].forward_pooled(x, self.layers[last], training=training)
-        relu = self.layers[last] if last == first + 2 else None
-        return self.layers[first].forward_normalized(x, self.layers[first + 1], relu)
+        after_norm = self.layers[first + 2:last + 1]  # [], [ReLU], [MaxPooling2D] or [ReLU, MaxPooling2D]
+        relu = next((layer for layer in after_norm if isinstance(layer, Activation)), None)
+        pool = next((layer for layer in after_norm if isinstance(layer, MaxPooling2D)), None)
+        return self.layers[first].forward_normalized(x, self.layers[first + 1], relu, pool)
 
     def step_backward(self, step: tuple[int, int], dy, need_input_gradient: bool = True):
         """Backward of one step (after its ``step_forward``); returns ``dL/d(step input)`` or None when not

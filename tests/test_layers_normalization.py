@@ -585,16 +585,19 @@ def layer_by_layer(model, x):
     return x
 
 
-@pytest.mark.parametrize("padding, relu_layer", [("same", True), ("valid", False)])
-def test_conv_batchnorm_relu_inference_step_is_bit_identical_to_the_layers_one_by_one(padding, relu_layer):
+@pytest.mark.parametrize("padding, relu_layer, pool", [("same", True, None), ("valid", False, None),
+                                                       ("same", True, (2, 2, "valid")),
+                                                       ("valid", False, (3, 2, "same"))])
+def test_conv_batchnorm_relu_inference_step_is_bit_identical_to_the_layers_one_by_one(padding, relu_layer, pool):
     block = [Conv2D(6, 3, padding=padding, use_bias=False), BatchNormalization()] + ([ReLU()] if relu_layer else [])
+    block += [] if pool is None else [MaxPooling2D(pool[0], strides=pool[1], padding=pool[2])]
     model = Sequential([Input((9, 9, 3)), Conv2D(4, 3, activation="relu", padding="same"), *block,
                         Flatten(), Dense(3, activation="softmax")], seed=3)
     model.compile("adam", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 9, 9, 3)).astype(np.float32), rng.integers(0, 3, 40)
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)  # moving statistics away from 0 and 1
-    assert (1, 3 if relu_layer else 2) in model.inference_steps()  # the fused step is taken
+    assert (1, len(block)) in model.inference_steps()  # the fused step is taken, pooling included
     np.testing.assert_array_equal(model.predict(x, batch_size=40, verbose=0), layer_by_layer(model, x))
     # backward after the fused inference forward: each layer kept its own cache
     loss, dx = model.loss_and_input_gradient(x, y)

@@ -7,6 +7,7 @@
     dx, dw, db = conv2d_backward(dy, cache)
     y, cache = maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid")
     dx = maxpool2d_backward(dy, cache)
+    y, cache, pool_chunk = maxpool2d_by_chunks(x_shape, dtype, ...)   # the same, filled chunk by chunk
     y, cache = avgpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid")   # 'same': padding
     dx = avgpool2d_backward(dy, cache)                                                 # not averaged
     y, cache = global_avgpool2d_forward(x);  dx = global_avgpool2d_backward(dy, cache)   # (N,H,W,C)->(N,C)
@@ -105,13 +106,14 @@ from .geometry import as_pair, output_size_and_padding
 from .normalization import (batchnorm_backward, batchnorm_cache, batchnorm_forward, batchnorm_moments,
                             batchnorm_terms, dropout_backward, dropout_forward, normalize_rows)
 from .pool import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backward, global_avgpool2d_forward,
-                   global_maxpool2d_backward, global_maxpool2d_forward, maxpool2d_backward, maxpool2d_forward)
+                   global_maxpool2d_backward, global_maxpool2d_forward, maxpool2d_backward, maxpool2d_by_chunks,
+                   maxpool2d_forward)
 from .resample import upsampling2d_backward, upsampling2d_forward, zero_padding2d_backward, zero_padding2d_forward
 
 __all__ = [
     "reference",
     "conv2d_forward", "conv2d_backward",
-    "maxpool2d_forward", "maxpool2d_backward",
+    "maxpool2d_forward", "maxpool2d_backward", "maxpool2d_by_chunks",
     "avgpool2d_forward", "avgpool2d_backward",
     "global_avgpool2d_forward", "global_avgpool2d_backward",
     "global_maxpool2d_forward", "global_maxpool2d_backward",

@@ -172,11 +172,13 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, wino
     w2 = w.reshape(-1, c_out)
     y = np.empty((len(x), oh, ow, c_out), dtype=x.dtype)
     chunks = conv_chunks(x, w, oh, ow)
+    has_bias = bool(np.any(b))
 
     def work(share):
         for _, start, stop, cols in im2col_chunks(x, w, strides, pads, oh, ow, share):
             rows = np.matmul(cols, w2, out=y[start:stop].reshape(-1, c_out))
-            rows += b  # here, not over the whole y afterwards: the chunk is still in cache
+            if has_bias:  # (a Conv2D(use_bias=False) passes zeros: adding them would be a pass for nothing)
+                rows += b  # here, not over the whole y afterwards: the chunk is still in cache
             if epilogue is not None:
                 epilogue(start, stop, rows)
 
@@ -225,6 +227,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     w2 = w.reshape(-1, c_out)
     chunks = conv_chunks(x, w, oh, ow)
     dw_parts = np.empty((len(chunks), *w2.shape), dtype=w.dtype)  # one partial sum per chunk, added in order
+    db_parts = np.empty((len(chunks), c_out), dtype=w.dtype)  # the same for db, while the chunk's dy is in cache
     dx = np.zeros(x.shape, dtype=dy.dtype) if need_dx else None
 
     def work(share):
@@ -232,6 +235,7 @@ def conv2d_backward(dy, cache, need_dx=True):
         for i, start, stop, cols in im2col_chunks(x, w, strides, pads, oh, ow, share):
             dy_rows = dy[start:stop].reshape(-1, c_out)
             np.matmul(cols.T, dy_rows, out=dw_parts[i])
+            np.sum(dy_rows, axis=0, out=db_parts[i])
             if need_dx:
                 if dcols_buffer is None:
                     dcols_buffer = np.empty((share.most_images * oh * ow, cols.shape[1]), dy.dtype)
@@ -239,6 +243,4 @@ def conv2d_backward(dy, cache, need_dx=True):
                 col2im(dcols, kh, kw, strides[0], strides[1], top, left, oh, ow, dx[start:stop])
 
     run_chunks(chunks, work)
-    dw = dw_parts.sum(axis=0)
-    db = dy.reshape(-1, c_out).sum(axis=0)
-    return dx, dw.reshape(w.shape), db
+    return dx, dw_parts.sum(axis=0).reshape(w.shape), db_parts.sum(axis=0)

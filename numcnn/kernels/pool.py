@@ -149,16 +149,33 @@ def _maxpool_backward(dy, y, relu, winner, ph, pw, sh, sw, top, left, dx):
 
 def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     """``y[n, r, c, k] = max over the window``; the cache keeps each window's winner (see module docstring)."""
-    strides = pool_size if strides is None else strides
-    oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, pool_size, strides, padding)
     x = np.ascontiguousarray(x)
-    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+    y, cache, pool_chunk = maxpool2d_by_chunks(x.shape, x.dtype, pool_size, strides, padding)
+    if parallel.worth_threads(x.size):
+        _, winner, pool = cache
+        _maxpool_forward(x, np.zeros(0, dtype=x.dtype), False, *pool, y, winner)
+    else:  # on this thread for a small batch: starting the other threads would cost more
+        pool_chunk(0, len(x), x)
+    return y, cache
+
+
+def maxpool2d_by_chunks(x_shape, dtype, pool_size=(2, 2), strides=None, padding="valid"):
+    """``(y, cache, pool_chunk)``: ``maxpool2d_forward``'s output and cache for an input of ``x_shape``, filled
+    by ``pool_chunk(start, stop, x_chunk)`` with images ``start:stop`` — one chunk at a time, so a kernel that
+    makes the input chunk by chunk can pool each chunk while it is still in cache (an inference-mode
+    Conv2D + BatchNormalization (+ ReLU) does: ``layers.Conv2D.forward_normalized``). Serial and without the
+    GIL, callable from numcnn's worker threads on different chunks; the same scan, the same results."""
+    strides = pool_size if strides is None else strides
+    oh, ow, (top, _, left, _) = conv2d_geometry(x_shape, pool_size, strides, padding)
+    y = np.empty((x_shape[0], oh, ow, x_shape[3]), dtype=dtype)
     winner = np.empty(y.shape, dtype=np.int32)
-    no_bias = np.zeros(0, dtype=x.dtype)
-    # on this thread for a small batch: starting the other threads would cost more (parallel.worth_threads)
-    kernel = _maxpool_forward if parallel.worth_threads(x.size) else maxpool_images
-    kernel(x, no_bias, False, pool_size[0], pool_size[1], strides[0], strides[1], top, left, y, winner)
-    return y, (x.shape, winner, (*pool_size, *strides, top, left))
+    pool = (*pool_size, *strides, top, left)
+    no_bias = np.zeros(0, dtype=dtype)
+
+    def pool_chunk(start, stop, x_chunk):
+        maxpool_images(x_chunk, no_bias, False, *pool, y[start:stop], winner[start:stop])
+
+    return y, (tuple(x_shape), winner, pool), pool_chunk
 
 
 def maxpool2d_backward(dy, cache, relu_output=None):

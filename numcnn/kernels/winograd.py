@@ -268,6 +268,7 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     dy = np.ascontiguousarray(dy)
     chunks = winograd_chunks(x, th, tw)
     du_parts = np.empty((len(chunks), 16, c_in, c_out), dtype=dy.dtype)  # one partial dU per chunk
+    db_parts = np.empty((len(chunks), c_out), dtype=dy.dtype)  # and db, while the chunk's dy is in cache
     dx_pad = np.zeros((len(x), 2 * th + 2, 2 * tw + 2, c_in), dtype=dy.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # (16, C_out, C_in)
 
@@ -280,6 +281,7 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
                 dv_buffer = np.empty((16, share.most_images * th * tw, c_in), dy.dtype) if need_dx else None
             dm = dm_buffer[:, :tiles]
             output_gradient_transform(dy[start:stop], th, tw, dm)
+            np.sum(dy[start:stop].reshape(-1, c_out), axis=0, out=db_parts[i])
             for e in range(16):  # 2-D products, one per position e (see the forward)
                 np.matmul(v[e].T, dm[e], out=du_parts[i, e])
             if need_dx:
@@ -290,7 +292,7 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
 
     run_chunks(chunks, work)
     dw = filter_gradient_transform(du_parts.sum(axis=0))
-    db = dy.reshape(-1, c_out).sum(axis=0)
+    db = db_parts.sum(axis=0)
     if not need_dx:
         return None, dw, db
     top, _, left, _ = pads

@@ -99,28 +99,31 @@ class Conv2D(_Convolution2D):
 
         return isinstance(following, BatchNormalization) and self.activation == "linear"
 
-    def forward_normalized(self, x, norm, relu=None):
-        """Inference-mode ``relu(norm(self(x)))`` (or ``norm(self(x))`` without ``relu``), with the batch
-        normalization and the ReLU applied to each chunk of the convolution's output while it is still in
-        cache: the same operations as the layers' own forwards (so the same bits), fewer passes over memory.
-        Each layer keeps what its own ``backward`` needs, as if it had run alone — except that the ReLU
-        keeps its output instead of its input: its derivative ``[input > 0]`` is ``[output > 0]`` (NaN
-        included: ReLU maps it to 0), and the normalized map is then never stored whole."""
+    def forward_normalized(self, x, norm, relu=None, pool=None):
+        """Inference-mode ``pool(relu(norm(self(x))))`` (without ``relu`` or ``pool`` where they are None),
+        with the batch normalization, the ReLU and the max pooling applied to each chunk of the convolution's
+        output while it is still in cache: the same operations as the layers' own forwards (so the same
+        bits), fewer passes over memory. Each layer keeps what its own ``backward`` needs, as if it had run
+        alone — except that the ReLU keeps its output instead of its input: its derivative ``[input > 0]``
+        is ``[output > 0]`` (NaN included: ReLU maps it to 0), and the normalized map is then never stored
+        whole."""
         self.check_input(x)
         terms = norm.inference_terms(x.dtype)
-        z, y = self._convolve_then(x, terms, relu=relu is not None)
+        shape = (len(x), *self.compute_output_shape(x.shape[1:]))
+        pooled, pool_chunk = pool.forward_by_chunks(shape, x.dtype) if pool is not None else (None, None)
+        z, y = self._convolve_then(x, terms, relu=relu is not None, then=pool_chunk)
         self.pre_activation = z
         _, self._activation_cache = self._activation_forward(z)
         norm.keep_inference_input(z, terms)
         if relu is not None:
             relu.keep_input(y)
-        return y
+        return y if pool is None else pooled
 
-    def _convolve_then(self, x, norm_terms=None, relu=False):
+    def _convolve_then(self, x, norm_terms=None, relu=False, then=None):
         """``(z, y)``: ``z = conv(x) + b``; per chunk of images, while it is in cache, ``n`` = the batch
-        normalization of ``z`` with ``norm_terms`` (``n = z`` without them) and ``y = relu(n)`` (``y = n``
-        without ``relu``; with it, ``n`` lives in a buffer of one chunk only). The layer's convolution cache
-        is set."""
+        normalization of ``z`` with ``norm_terms`` (``n = z`` without them), ``y = relu(n)`` (``y = n``
+        without ``relu``; with it, ``n`` lives in a buffer of one chunk only) and ``then(start, stop,
+        y_chunk)`` if given (a MaxPooling2D's ``pool_chunk``). The layer's convolution cache is set."""
         shape = (len(x), *self.compute_output_shape(x.shape[1:]))
         y = np.empty(shape, dtype=x.dtype) if relu or norm_terms is not None else None
 
@@ -131,6 +134,8 @@ class Conv2D(_Convolution2D):
                 rows = normalized
             if relu:
                 kernels.relu_into(rows.reshape(-1), y[start:stop].reshape(-1))
+            if then is not None:
+                then(start, stop, y[start:stop])
 
         z, self._cache = self.affine_forward(x, self.params["kernel"], self._bias(), epilogue=epilogue)
         return z, z if y is None else y

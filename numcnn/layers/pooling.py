@@ -78,6 +78,14 @@ class MaxPooling2D(_Pooling2D):
         y, self._cache = kernels.maxpool2d_forward(x, self.pool_size, self.strides, self.padding)
         return y
 
+    def forward_by_chunks(self, x_shape, dtype):
+        """``(y, pool_chunk)``: ``forward``'s output for an input of ``x_shape``, which the layer before fills
+        by calling ``pool_chunk(start, stop, x_chunk)`` on each chunk of images it makes
+        (``kernels.maxpool2d_by_chunks``); the layer keeps the cache ``forward`` keeps."""
+        y, self._cache, pool_chunk = kernels.maxpool2d_by_chunks(x_shape, dtype, self.pool_size, self.strides,
+                                                                  self.padding)
+        return y, pool_chunk
+
     def backward(self, dy):
         return kernels.maxpool2d_backward(dy, self._cache)
 
