@@ -99,14 +99,33 @@ def softmax_backward(dy, p):
     return p * (dy - np.sum(dy * p, axis=-1, keepdims=True))
 
 
+@njit(nogil=True, cache=True)
+def _sigmoid_from_exp_span(x, e, y, start, stop):
+    one = y.dtype.type(1)
+    x, e, y = x[start:stop], e[start:stop], y[start:stop]
+    for i in range(x.size):
+        y[i] = (one if x[i] >= 0 else e[i]) / (one + e[i])
+
+
+@njit(parallel=True, cache=True)
+def _sigmoid_from_exp_parallel(x, e, y):
+    for block in prange(-(-x.size // ELEMENTWISE_BLOCK)):
+        _sigmoid_from_exp_span(x, e, y, *block_span(block, x.size))
+
+
 def sigmoid_forward(x):
     """``1 / (1 + exp(-x))``, computed without overflow: with ``e = exp(-|x|)`` (at most 1),
     ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0`` (the same number:
-    multiply top and bottom by ``exp(x)``). ``exp(-x)`` itself would overflow for ``x < -88`` in float32."""
-    x = np.asarray(x)
+    multiply top and bottom by ``exp(x)``). ``exp(-x)`` itself would overflow for ``x < -88`` in float32.
+    ``e`` is NumPy's (vectorised); the choice of numerator and the division are one Numba loop, where LLVM
+    turns the choice into a branch-free select: ``np.where`` branches on each sign, and on random signs took
+    0.76 ms for 200,704 floats (a 256-image batch of the MNIST generator's output) against 0.10 for the exp
+    (Zen 5). The same operations, so the same bits."""
+    x = np.ascontiguousarray(x)
     e = np.exp(-np.abs(x))
-    one = x.dtype.type(1)
-    y = np.where(x >= 0, one, e) / (one + e)
+    y = np.empty_like(e)
+    run_elementwise(_sigmoid_from_exp_span, _sigmoid_from_exp_parallel, x.size, x.reshape(-1), e.reshape(-1),
+                    y.reshape(-1))
     return y, e
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv import col2im, conv_chunks, im2col_chunks
+from .conv import col2im_for, conv_chunks, im2col_chunks
 from .parallel import image_chunks, run_chunks
 from .reference import conv2d_transpose_geometry
 
@@ -35,6 +35,7 @@ def conv2d_transpose_forward(x, w, b, strides=(1, 1), padding="valid"):
     y = np.zeros((n_images, oh, ow, filters), dtype=x.dtype)
     w2 = w.reshape(kh * kw * filters, c_in)
     chunks = image_chunks(n_images, height * width * kh * kw * filters * x.itemsize)
+    col2im = col2im_for(kh, kw, filters)
 
     def work(share):
         for _, start, stop in share:
