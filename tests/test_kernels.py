@@ -360,8 +360,8 @@ def test_numba_runs_on_openmp_with_sleeping_idle_threads():
 
 
 def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all(monkeypatch):
-    """Below ``parallel.PARALLEL_MIN_ELEMENTS`` ReLU, leaky ReLU, dropout and max pooling run on the calling
-    thread, above it in parallel blocks: both paths must give the same bits, and the formulas' results."""
+    """Below ``parallel.PARALLEL_MIN_ELEMENTS`` ReLU, leaky ReLU, sigmoid, dropout and max pooling run on the
+    calling thread, above it in parallel blocks: both paths must give the same bits, and the formulas' results."""
     from numcnn.kernels import activations, normalization, parallel, pool
 
     rng = np.random.default_rng(5)
@@ -378,7 +378,7 @@ def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all
         pooled, pool_cache = pool.maxpool2d_forward(x)
         return [relu, activations.relu_backward(dy, relu_cache),
                 leaky, activations.leaky_relu_backward(dy, leaky_cache), dropped, normalization.dropout_backward(dy, drop_cache), pooled,
-                pool.maxpool2d_backward(pooled_dy, pool_cache)]
+                pool.maxpool2d_backward(pooled_dy, pool_cache), activations.sigmoid_forward(x)[0]]
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 40)
     serial = everything()
@@ -391,3 +391,5 @@ def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all
     np.testing.assert_array_equal(serial[3], np.where(x > 0, dy, np.float32(0.2) * dy))
     np.testing.assert_array_equal(serial[4], np.where(keep, x * np.float32(1 / 0.7), 0))
     np.testing.assert_array_equal(serial[6], x.reshape(4, 12, 2, 12, 2, 8).max(axis=(2, 4)))
+    e, one = np.exp(-np.abs(x)), np.float32(1)  # the stable sigmoid's formula, in NumPy's operations
+    np.testing.assert_array_equal(serial[8], np.where(x >= 0, one, e) / (one + e))
