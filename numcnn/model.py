@@ -21,7 +21,8 @@ from . import optimizers as optimizers_module
 from . import validation
 from .errors import ShapeError
 from .kernels.parallel import single_threaded_blas
-from .layers import LAYER_CLASSES, Activation, AffineLayer, Conv2D, Input, Layer, MaxPooling2D
+from .layers import (LAYER_CLASSES, Activation, AffineLayer, BatchNormalization, Conv2D, Input, Layer,
+                     MaxPooling2D)
 from .layers.base import snake_case
 from .training import metrics as metrics_module
 from .training.callbacks import History  # noqa: F401  (re-exported: numcnn.History, what fit returns)
@@ -130,14 +131,15 @@ class Sequential:
         return validation.check_batch(x, self.input_shape, f"model {self.name!r}", self.dtype, require_finite)
 
     def steps(self) -> list[tuple[int, int]]:
-        """How the layers run, as ``(first, last)`` index pairs: a Conv2D followed by a MaxPooling2D runs as
-        one fused kernel (``numcnn.kernels.fused``: the same math without storing the full-size activation)
-        when ``fuse_layers`` is True; every other layer runs alone (``first == last``)."""
+        """How the layers run, as ``(first, last)`` index pairs. When ``fuse_layers`` is True, a Conv2D
+        followed by a MaxPooling2D runs as one fused kernel (``numcnn.kernels.fused``: the same math without
+        storing the full-size activation) and a BatchNormalization followed by a ReLU as one pass
+        (``BatchNormalization.forward_relu``, the same bits); every other layer runs alone (``first == last``)."""
         steps, index = [], 0
         while index < len(self.layers):
-            layer = self.layers[index]
-            following = self.layers[index + 1] if index + 1 < len(self.layers) else None
-            fused = self.fuse_layers and isinstance(layer, Conv2D) and layer.fuses_with(following)
+            layer, following = self.layers[index], self._layer_at(index + 1)
+            fused = self.fuse_layers and (isinstance(layer, Conv2D) and layer.fuses_with(following)
+                                          or isinstance(layer, BatchNormalization) and layer.fuses_relu(following))
             steps.append((index, index + 1) if fused else (index, index))
             index += 2 if fused else 1
         return steps
@@ -178,10 +180,13 @@ class Sequential:
 
     def step_forward(self, step: tuple[int, int], x, training: bool = False) -> np.ndarray:
         """Forward of one step of ``steps()`` or ``inference_steps()``: one layer, a fused Conv2D +
-        MaxPooling2D pair, or an inference-mode Conv2D + BatchNormalization (+ ReLU) (+ MaxPooling2D)."""
+        MaxPooling2D or BatchNormalization + ReLU pair, or an inference-mode Conv2D + BatchNormalization
+        (+ ReLU) (+ MaxPooling2D)."""
         first, last = step
         if last == first:
             return self.layers[first].forward(x, training=training)
+        if isinstance(self.layers[first], BatchNormalization):
+            return self.layers[first].forward_relu(x, self.layers[last], training=training)
         if isinstance(self.layers[first + 1], MaxPooling2D):
             return self.layers[first].forward_pooled(x, self.layers[last], training=training)
         after_norm = self.layers[first + 2:last + 1]  # [], [ReLU], [MaxPooling2D] or [ReLU, MaxPooling2D]
@@ -195,6 +200,8 @@ class Sequential:
         first, last = step
         layer = self.layers[first]
         if last > first:
+            if isinstance(layer, BatchNormalization):
+                return layer.backward_relu(dy)
             return layer.backward_pooled(dy, need_input_gradient)
         if isinstance(layer, AffineLayer):
             return layer.backward(dy, need_input_gradient=need_input_gradient)

@@ -622,3 +622,75 @@ def test_inference_steps_at_the_end_of_a_model():
     assert ends_in_norm.inference_steps() == [(0, 1)] and ends_in_conv.inference_steps() == [(0, 0)]
     x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype(np.float32)
     np.testing.assert_array_equal(ends_in_norm.predict(x, verbose=0), layer_by_layer(ends_in_norm, x))
+
+
+# ------------------------------------------------------------------------------------------------
+# BatchNormalization -> ReLU as one step
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_statistics", [True, False])
+def test_batchnorm_relu_kernels_are_the_two_kernels_one_after_the_other(batch_statistics):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 6, 7, 8)).astype(np.float32)
+    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    gamma[0] = beta[0] = 0  # a channel normalized to exactly 0: ReLU's derivative there is 0, as TF's
+    x[0, 0, 0, 1] = np.nan  # NaN fails `y > 0`: ReLU makes it 0 and sends it no gradient
+    mean, var = (np.nanmean(x, axis=(0, 1, 2)), np.nanvar(x, axis=(0, 1, 2)))
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    y, cache = kernels.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics)
+    relu_y, relu_cache = kernels.relu_forward(y)
+    fused_y, fused_cache = kernels.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics, relu=True)
+    np.testing.assert_array_equal(fused_y, relu_y)
+    assert np.all(fused_y[..., 0] == 0) and fused_y[0, 0, 0, 1] == 0
+    alone = kernels.batchnorm_backward(kernels.relu_backward(dy, relu_cache), cache)
+    fused = kernels.batchnorm_backward(dy, fused_cache, relu=True)
+    for got, want in zip(fused, alone):
+        np.testing.assert_array_equal(got, want)
+
+
+def bn_relu_model(seed=0, dense_block=True, frozen=False):
+    layers = [Input((9, 9, 3)), Conv2D(6, 3, padding="same", use_bias=False), BatchNormalization(), ReLU(),
+              MaxPooling2D(2), Flatten()]
+    layers += [Dense(10), BatchNormalization(momentum=0.9), ReLU()] if dense_block else []
+    model = Sequential(layers + [Dense(3, activation="softmax")], seed=seed)
+    model.layers[1].trainable = not frozen
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("dense_block, frozen", [(True, False), (False, True)])
+def test_batchnorm_relu_step_trains_bit_identically_to_the_layers_one_by_one(dense_block, frozen):
+    fused, alone = bn_relu_model(dense_block=dense_block, frozen=frozen), bn_relu_model(dense_block=dense_block,
+                                                                                       frozen=frozen)
+    alone.fuse_layers = False
+    assert (1, 2) in fused.steps() and (dense_block and (6, 7) in fused.steps()) == dense_block
+    assert all(first == last for first, last in alone.steps())
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 9, 9, 3)).astype(np.float32), rng.integers(0, 3, 24)
+    for model in (fused, alone):
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)
+    for got, want in zip(fused.get_weights(), alone.get_weights()):  # moving statistics included
+        np.testing.assert_array_equal(got, want)
+    # the input gradient after an inference forward (Conv2D + BN + ReLU + pool as one inference step)
+    loss, dx = fused.loss_and_input_gradient(x, y)
+    loss_alone, dx_alone = alone.loss_and_input_gradient(x, y)
+    assert loss == loss_alone
+    np.testing.assert_array_equal(dx, dx_alone)
+
+
+def test_relu_after_the_fused_step_refuses_a_backward_of_its_own():
+    model = bn_relu_model()
+    model.predict(np.zeros((2, 9, 9, 3), np.float32), verbose=0)
+    model.forward(np.zeros((2, 9, 9, 3), np.float32), training=True)
+    with pytest.raises(RuntimeError, match="backward_relu"):
+        model.layers[7].backward(np.ones((2, 10), np.float32))
+
+
+def test_a_replaced_batchnorm_forward_runs_alone():
+    """numcnn.distributed replaces a layer's forward per instance (synchronised statistics): it must run."""
+    model = bn_relu_model()
+    norm = model.layers[6]
+    calls = []
+    norm.forward = lambda x, training=False: calls.append(len(x)) or type(norm).forward(norm, x, training)
+    assert (6, 6) in model.steps() and (1, 2) in model.steps()
+    model.forward(np.zeros((2, 9, 9, 3), np.float32), training=True)
+    assert calls == [2]

@@ -28,10 +28,11 @@
     y, cache = conv2d_transpose_forward(x, w, b, strides, padding)    # w (kh, kw, filters, c_in)
     dx, dw, db = conv2d_transpose_backward(dy, cache, need_dx=True)
     mean, var = batchnorm_moments(x)                      # per channel (last axis), biased variance
-    y, cache = batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics)
-    dx, dgamma, dbeta = batchnorm_backward(dy, cache)    # through mean/var if batch_statistics
+    y, cache = batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics, relu=False)
+    dx, dgamma, dbeta = batchnorm_backward(dy, cache, relu=False)   # through mean/var if batch_statistics;
+                                                          # relu: of max(y, 0), the BN -> ReLU pair as one
     terms = batchnorm_terms(dtype, gamma, beta, mean, var, epsilon)   # for the chunk epilogues below:
-    normalize_rows(x_rows, terms, y_rows);  relu_into(x, y)          # serial, nogil (conv2d_forward's epilogue)
+    normalize_rows(x_rows, terms, y_rows, relu);  relu_into(x, y)    # serial, nogil (conv2d_forward's epilogue)
     y, cache = dropout_forward(x, keep, rate);  dx = dropout_backward(dy, cache)   # module normalization
 
 Layout NHWC, conv kernels HWIO (kh, kw, c_in, c_out), dense kernels (in, out). float32 and float64 both

@@ -122,18 +122,17 @@ class Conv2D(_Convolution2D):
     def _convolve_then(self, x, norm_terms=None, relu=False, then=None):
         """``(z, y)``: ``z = conv(x) + b``; per chunk of images, while it is in cache, ``n`` = the batch
         normalization of ``z`` with ``norm_terms`` (``n = z`` without them), ``y = relu(n)`` (``y = n``
-        without ``relu``; with it, ``n`` lives in a buffer of one chunk only) and ``then(start, stop,
-        y_chunk)`` if given (a MaxPooling2D's ``pool_chunk``). The layer's convolution cache is set."""
+        without ``relu``; both in one pass where both are asked) and ``then(start, stop, y_chunk)`` if given
+        (a MaxPooling2D's ``pool_chunk``). The layer's convolution cache is set."""
         shape = (len(x), *self.compute_output_shape(x.shape[1:]))
         y = np.empty(shape, dtype=x.dtype) if relu or norm_terms is not None else None
 
         def epilogue(start, stop, rows):
+            y_rows = y[start:stop].reshape(rows.shape)
             if norm_terms is not None:
-                normalized = np.empty_like(rows) if relu else y[start:stop].reshape(rows.shape)
-                kernels.normalize_rows(rows, norm_terms, normalized)
-                rows = normalized
-            if relu:
-                kernels.relu_into(rows.reshape(-1), y[start:stop].reshape(-1))
+                kernels.normalize_rows(rows, norm_terms, y_rows, relu)
+            elif relu:
+                kernels.relu_into(rows.reshape(-1), y_rows.reshape(-1))
             if then is not None:
                 then(start, stop, y[start:stop])
 

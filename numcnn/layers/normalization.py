@@ -124,6 +124,23 @@ class BatchNormalization(Layer):
         self._cache = kernels.batchnorm_cache(x.reshape(-1, x.shape[-1]), x.shape, terms)
 
     def forward(self, x, training=False):
+        return self._forward(x, training, relu=False)
+
+    def fuses_relu(self, following) -> bool:
+        """Whether ``Sequential`` may run this layer and ``following`` (a ReLU) as one step
+        (``forward_relu``). Not where this instance's ``forward`` was replaced (``numcnn.distributed``
+        synchronises the batch statistics that way): the replacement must run."""
+        from .activations import Activation
+
+        return isinstance(following, Activation) and following.is_relu() and "forward" not in vars(self)
+
+    def forward_relu(self, x, relu, training=False):
+        """``relu.forward(self.forward(x, training))`` in one pass over memory, the same bits; ``backward_relu``
+        goes back through both. ``relu`` keeps nothing (its input is never stored)."""
+        relu.keep_input(None)
+        return self._forward(x, training, relu=True)
+
+    def _forward(self, x, training, relu):
         x = np.asarray(x)
         self._check_input(x)
         gamma, beta = self._gamma_beta(x.dtype)
@@ -133,7 +150,7 @@ class BatchNormalization(Layer):
             self._update_moving_statistics(mean, var)
         else:
             mean, var = self.params["moving_mean"], self.params["moving_variance"]
-        y, self._cache = kernels.batchnorm_forward(x, gamma, beta, mean, var, self.epsilon, batch_statistics)
+        y, self._cache = kernels.batchnorm_forward(x, gamma, beta, mean, var, self.epsilon, batch_statistics, relu)
         return y
 
     def _update_moving_statistics(self, mean, var) -> None:
@@ -146,9 +163,17 @@ class BatchNormalization(Layer):
             moving[...] = moving * dtype(self.momentum) + statistic.astype(moving.dtype) * dtype(1.0 - self.momentum)
 
     def backward(self, dy):
+        return self._backward(dy, relu=False)
+
+    def backward_relu(self, dy):
+        """Backward of this layer and the ReLU after it, from ``dy = dL/d(ReLU output)``: after
+        ``forward_relu``, or after the two ran as parts of an inference step (``Conv2D.forward_normalized``)."""
+        return self._backward(dy, relu=True)
+
+    def _backward(self, dy, relu):
         if self._cache is None:
             raise RuntimeError(f"BatchNormalization {self.name!r}: call forward before backward")
-        dx, dgamma, dbeta = kernels.batchnorm_backward(dy, self._cache)
+        dx, dgamma, dbeta = kernels.batchnorm_backward(dy, self._cache, relu)
         self.grads = {}
         if self.scale:
             self.grads["gamma"] = dgamma
