@@ -393,3 +393,30 @@ def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all
     np.testing.assert_array_equal(serial[6], x.reshape(4, 12, 2, 12, 2, 8).max(axis=(2, 4)))
     e, one = np.exp(-np.abs(x)), np.float32(1)  # the stable sigmoid's formula, in NumPy's operations
     np.testing.assert_array_equal(serial[8], np.where(x >= 0, one, e) / (one + e))
+
+
+@pytest.mark.parametrize("window, strides, padding", [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same"),
+                                                      ((3, 2), (1, 2), "same")])
+def test_max_pooling_compiled_per_window_gives_the_generic_scans_bits(window, strides, padding):
+    """``pool.maxpool_images`` (compiled per window size, the fused kernels' pooling) against the scan of
+    ``pool.pool_window_row`` (any window size), bit for bit: a bias added before comparing, ReLU after, ties,
+    NaN and -0.0 (which adding a zero bias would turn into +0.0)."""
+    from numcnn.kernels import pool
+
+    rng = np.random.default_rng(8)
+    x = rng.integers(-2, 3, size=(3, 11, 10, 17)).astype(np.float32)  # small integers: many ties
+    x[0, 0, 0, 0], x[1, 3, 3, :4] = np.nan, -0.0
+    oh, ow, (top, _, left, _) = reference.conv2d_geometry(x.shape, window, strides, padding)
+    for bias in (np.zeros(0, np.float32), rng.normal(size=17).astype(np.float32)):
+        for relu in (False, True):
+            got = np.empty((3, oh, ow, 17), np.float32), np.empty((3, oh, ow, 17), np.int32)
+            want = np.empty_like(got[0]), np.empty_like(got[1])
+            pool.maxpool_images(x, bias, relu, *window, *strides, top, left, *got)
+            buffers = (np.empty(17, np.float32), np.empty(17, np.float32), np.empty(17, np.int32),
+                       np.empty(17, np.int32))
+            for n in range(3):
+                for r in range(oh):
+                    pool.pool_window_row(x[n], 0, bias, relu, r, 11, 10, *window, *strides, top, left, buffers,
+                                         want[0][n, r], want[1][n, r])
+            np.testing.assert_array_equal(got[0].view(np.int32), want[0].view(np.int32))
+            np.testing.assert_array_equal(got[1], want[1])

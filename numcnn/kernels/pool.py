@@ -3,8 +3,11 @@
 Max pooling (``maxpool2d_forward/backward``): forward stores, per output, the flat position ``row * W + col``
 of the window's first maximum in row-major order (TF's tie rule; strict ``>`` keeps the first). Positions in
 the 'same' padding are skipped, which is the same as padding with -inf. Backward adds each output gradient to
-that position; overlapping windows (strides < pool size) add up. One thread per image: no races,
-bit-identical for any thread count (average pooling too).
+that position; overlapping windows (strides < pool size) add up. Each image is pooled by one thread (chunks of
+images on numcnn's threads forward, one image per Numba thread backward): no races, bit-identical for any thread
+count (average pooling too). The forward is compiled per window size (``_maxpool_images_kernel``): on one
+thread, Zen 5 (AVX-512), 3x3 windows at stride 2 ('same') on 11 maps of 32x32x32 took 0.074 ms instead of 0.207
+with the scan for any size, 2x2 windows on 3 maps of 32x32x32 0.006 instead of 0.022.
 
 Average pooling (``avgpool2d_forward/backward``): each window's mean over the cells that lie **inside** the
 image ('same' padding is not counted, as TF); backward spreads ``dy / count`` over the window.
@@ -16,6 +19,8 @@ gradient is split evenly over every position equal to the maximum (see ``global_
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numba import njit, prange
@@ -71,24 +76,55 @@ def pool_window_row(values, row0, bias, relu, pr, height, width, ph, pw, sh, sw,
             winner_row[pc, k] = best_at[k]
 
 
-@njit(nogil=True, cache=True)
 def maxpool_images(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
-    """``pool_window_row`` for every row of windows of every image, on one thread (without the GIL: the fused
-    Conv2D + MaxPooling2D kernel calls it on chunks of images from several threads)."""
-    n_images, height, width, channels = x.shape
-    buffers = (np.empty(channels, dtype=y.dtype), np.empty(channels, dtype=y.dtype),
-               np.empty(channels, dtype=np.int32), np.empty(channels, dtype=np.int32))
-    for n in range(n_images):
-        for r in range(y.shape[1]):
-            pool_window_row(x[n], 0, bias, relu, r, height, width, ph, pw, sh, sw, top, left, buffers, y[n, r],
-                            winner[n, r])
+    """``pool_window_row`` for every row of windows of every image ``x`` (N, H, W, C), on this thread and
+    without the GIL (the fused Conv2D + MaxPooling2D kernel calls it on chunks of images from several
+    threads), with the kernel compiled for this window size (``_maxpool_images_kernel``)."""
+    _maxpool_images_kernel(ph, pw)(x, bias, relu, sh, sw, top, left, y, winner)
 
 
-@njit(parallel=True, cache=True)
-def _maxpool_forward(x, bias, relu, ph, pw, sh, sw, top, left, y, winner):
-    """``maxpool_images``, one image per thread."""
-    for n in prange(x.shape[0]):
-        maxpool_images(x[n:n + 1], bias, relu, ph, pw, sh, sw, top, left, y[n:n + 1], winner[n:n + 1])
+@functools.cache
+def _maxpool_images_kernel(ph, pw):
+    """``maxpool_images`` for windows of PH x PW. Numba compiles the closure's ``ph``, ``pw`` as constants, so
+    the scan of a window that lies inside the map unrolls and the channel loop vectorises with the running
+    maximum and its position in registers; ``pool_window_row``'s scan, for any window size, keeps them in
+    buffers in memory. The same values in the same order with the same strict ``>``: the same results. Windows
+    reaching into 'same' padding go through ``pool_window_row``."""
+
+    @njit(nogil=True, cache=True)
+    def pool_images(x, bias, relu, sh, sw, top, left, y, winner):
+        n_images, height, width, channels = x.shape
+        buffers = (np.empty(channels, dtype=y.dtype), np.empty(channels, dtype=y.dtype),
+                   np.empty(channels, dtype=np.int32), np.empty(channels, dtype=np.int32))
+        with_bias = bias.size > 0  # (not a bias of zeros: -0.0 + 0.0 is +0.0)
+        zero = y.dtype.type(0)
+        for n in range(n_images):
+            for pr in range(y.shape[1]):
+                r0 = pr * sh - top
+                if r0 < 0 or r0 + ph > height:  # the row of windows reaches into the padding
+                    pool_window_row(x[n], 0, bias, relu, pr, height, width, ph, pw, sh, sw, top, left, buffers,
+                                    y[n, pr], winner[n, pr])
+                    continue
+                for pc in range(y.shape[2]):
+                    c0 = pc * sw - left
+                    if c0 < 0 or c0 + pw > width:  # this window alone, as pool_window_row scans it
+                        pool_window_row(x[n], 0, bias, relu, pr, height, width, ph, pw, sh, sw, top, left - pc * sw,
+                                        buffers, y[n, pr, pc:pc + 1], winner[n, pr, pc:pc + 1])
+                        continue
+                    for k in range(channels):
+                        best = x[n, r0, c0, k] + bias[k] if with_bias else x[n, r0, c0, k]
+                        best_at = np.int32(r0 * width + c0)
+                        for a in range(ph):
+                            for e in range(pw):
+                                if a + e > 0:  # (0, 0) started the scan
+                                    value = x[n, r0 + a, c0 + e, k]
+                                    value = value + bias[k] if with_bias else value
+                                    if value > best:  # strict: the first maximum wins (TF's tie rule)
+                                        best, best_at = value, np.int32((r0 + a) * width + c0 + e)
+                        y[n, pr, pc, k] = max(best, zero) if relu else best
+                        winner[n, pr, pc, k] = best_at
+
+    return pool_images
 
 
 @njit(cache=True)
@@ -151,9 +187,12 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     """``y[n, r, c, k] = max over the window``; the cache keeps each window's winner (see module docstring)."""
     x = np.ascontiguousarray(x)
     y, cache, pool_chunk = maxpool2d_by_chunks(x.shape, x.dtype, pool_size, strides, padding)
-    if parallel.worth_threads(x.size):
-        _, winner, pool = cache
-        _maxpool_forward(x, np.zeros(0, dtype=x.dtype), False, *pool, y, winner)
+    if parallel.worth_threads(x.size):  # chunks of images on numcnn's threads
+        def work(share):
+            for _, start, stop in share:
+                pool_chunk(start, stop, x[start:stop])
+
+        parallel.run_chunks(parallel.image_chunks(len(x), x[0].nbytes), work)
     else:  # on this thread for a small batch: starting the other threads would cost more
         pool_chunk(0, len(x), x)
     return y, cache
