@@ -200,8 +200,8 @@ class Sequential:
         first, last = step
         layer = self.layers[first]
         if last > first:
-            if isinstance(layer, BatchNormalization):
-                return layer.backward_relu(dy)
+            if isinstance(layer, BatchNormalization):  # each of the pair kept its own cache: one by one
+                return layer.backward(self.layers[last].backward(dy))
             return layer.backward_pooled(dy, need_input_gradient)
         if isinstance(layer, AffineLayer):
             return layer.backward(dy, need_input_gradient=need_input_gradient)

@@ -628,23 +628,17 @@ def test_inference_steps_at_the_end_of_a_model():
 # BatchNormalization -> ReLU as one step
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("batch_statistics", [True, False])
-def test_batchnorm_relu_kernels_are_the_two_kernels_one_after_the_other(batch_statistics):
+def test_batchnorm_relu_kernel_is_the_two_kernels_one_after_the_other(batch_statistics):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(5, 6, 7, 8)).astype(np.float32)
     gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
-    gamma[0] = beta[0] = 0  # a channel normalized to exactly 0: ReLU's derivative there is 0, as TF's
-    x[0, 0, 0, 1] = np.nan  # NaN fails `y > 0`: ReLU makes it 0 and sends it no gradient
+    gamma[0] = beta[0] = 0  # a channel normalized to exactly 0
+    x[0, 0, 0, 1] = np.nan  # ReLU maps NaN to 0
     mean, var = (np.nanmean(x, axis=(0, 1, 2)), np.nanvar(x, axis=(0, 1, 2)))
-    dy = rng.normal(size=x.shape).astype(np.float32)
-    y, cache = kernels.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics)
-    relu_y, relu_cache = kernels.relu_forward(y)
-    fused_y, fused_cache = kernels.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics, relu=True)
-    np.testing.assert_array_equal(fused_y, relu_y)
-    assert np.all(fused_y[..., 0] == 0) and fused_y[0, 0, 0, 1] == 0
-    alone = kernels.batchnorm_backward(kernels.relu_backward(dy, relu_cache), cache)
-    fused = kernels.batchnorm_backward(dy, fused_cache, relu=True)
-    for got, want in zip(fused, alone):
-        np.testing.assert_array_equal(got, want)
+    y, _ = kernels.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics)
+    fused, _ = kernels.batchnorm_forward(x, gamma, beta, mean, var, 1e-3, batch_statistics, relu=True)
+    np.testing.assert_array_equal(fused.view(np.int32), kernels.relu_forward(y)[0].view(np.int32))
+    assert np.all(fused[..., 0] == 0) and fused[0, 0, 0, 1] == 0
 
 
 def bn_relu_model(seed=0, dense_block=True, frozen=False):
@@ -675,14 +669,6 @@ def test_batchnorm_relu_step_trains_bit_identically_to_the_layers_one_by_one(den
     loss_alone, dx_alone = alone.loss_and_input_gradient(x, y)
     assert loss == loss_alone
     np.testing.assert_array_equal(dx, dx_alone)
-
-
-def test_relu_after_the_fused_step_refuses_a_backward_of_its_own():
-    model = bn_relu_model()
-    model.predict(np.zeros((2, 9, 9, 3), np.float32), verbose=0)
-    model.forward(np.zeros((2, 9, 9, 3), np.float32), training=True)
-    with pytest.raises(RuntimeError, match="backward_relu"):
-        model.layers[7].backward(np.ones((2, 10), np.float32))
 
 
 def test_a_replaced_batchnorm_forward_runs_alone():

@@ -79,8 +79,7 @@ def _synchronized_batchnorm_forward(self, x, training=False):
 def _synchronized_batchnorm_backward(self, dy):
     if self._cache is None or self._sync_counts is None:
         return type(self).backward(self, dy)
-    cache = self._cache
-    x, shape, gamma, mean, inv_std = cache.rows, cache.shape, cache.gamma, cache.mean, cache.inv_std
+    x, shape, gamma, mean, inv_std, _ = self._cache
     count, local_count = self._sync_counts
     dtype = x.dtype
     dy = _rows(np.asarray(dy, dtype=dtype))

@@ -29,8 +29,7 @@
     dx, dw, db = conv2d_transpose_backward(dy, cache, need_dx=True)
     mean, var = batchnorm_moments(x)                      # per channel (last axis), biased variance
     y, cache = batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics, relu=False)
-    dx, dgamma, dbeta = batchnorm_backward(dy, cache, relu=False)   # through mean/var if batch_statistics;
-                                                          # relu: of max(y, 0), the BN -> ReLU pair as one
+    dx, dgamma, dbeta = batchnorm_backward(dy, cache)    # through mean/var if batch_statistics
     terms = batchnorm_terms(dtype, gamma, beta, mean, var, epsilon)   # for the chunk epilogues below:
     normalize_rows(x_rows, terms, y_rows, relu);  relu_into(x, y)    # serial, nogil (conv2d_forward's epilogue)
     y, cache = dropout_forward(x, keep, rate);  dx = dropout_backward(dy, cache)   # module normalization

@@ -10,16 +10,13 @@ matrix ``(M, C)`` of ``M = N*H*W`` rows (``M = N`` after a Dense layer)::
 
     mean, var = batchnorm_moments(x)                                   # the batch's statistics
     y, cache = batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics, relu=False)
-    dx, dgamma, dbeta = batchnorm_backward(dy, cache, relu=False)
+    dx, dgamma, dbeta = batchnorm_backward(dy, cache)
 
 ``batch_statistics`` says whether ``mean``/``var`` were computed from this ``x`` (training) or are constants
-(the moving statistics at inference); the backward differs (see ``batchnorm_backward``).
-
-With ``relu=True`` the forward returns ``max(y, 0)`` and the backward takes ``dy`` of that: the
-BatchNormalization -> ReLU pair of a conv block as one step, bit for bit what the two layers give one after
-the other (ReLU's ``[y > 0]`` is recomputed from the cache, with ``y``'s own operations). Both passes over the
-ReLU's input and output go: in training the CIFAR-style model's four pairs took 1.1 of 23.6 ms a step for the
-ReLU layers alone (batch 32, Zen 5).
+(the moving statistics at inference); the backward differs (see ``batchnorm_backward``). With ``relu=True``
+the forward returns ``max(y, 0)`` in the same pass, the bits of ``kernels.relu_forward(y)``: a
+BatchNormalization -> ReLU pair makes one pass over memory instead of two (``layers.BatchNormalization.
+forward_relu``; the ReLU's backward, ``dy`` where ``y > 0``, then needs only this output).
 
 Precision: the statistics of a float32 batch are **accumulated in float64** (each float32 value is exact in
 float64; the sums of up to millions of values then lose nothing a float32 result could show) and rounded to
@@ -39,8 +36,6 @@ smaller than ``x``: it broadcasts (Keras's ``noise_shape``)::
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -84,14 +79,6 @@ def batchnorm_moments(x):
 
 
 @njit(nogil=True, cache=True)
-def _normalized(x, mean, inv_std, gamma, beta):
-    """``gamma * ((x - mean) * inv_std) + beta`` for one value: the one expression of the normalized value,
-    which the ReLU backward recomputes (the same operations give the same bits). Scalars only: Numba counts
-    references to every array passed to a function, which per element cost ~100x the arithmetic."""
-    return gamma * ((x - mean) * inv_std) + beta
-
-
-@njit(nogil=True, cache=True)
 def _normalize(x, mean, inv_std, gamma, beta, relu, y):
     """``y = gamma * ((x - mean) * inv_std) + beta`` on rows (M, C), then ``max(y, 0)`` if ``relu`` (as
     ``kernels.relu_forward``: ``y if y > 0 else 0``). Serial and without the GIL: numcnn's worker threads
@@ -99,7 +86,7 @@ def _normalize(x, mean, inv_std, gamma, beta, relu, y):
     zero = y.dtype.type(0)
     for m in range(x.shape[0]):
         for c in range(x.shape[1]):
-            value = _normalized(x[m, c], mean[c], inv_std[c], gamma[c], beta[c])
+            value = gamma[c] * ((x[m, c] - mean[c]) * inv_std[c]) + beta[c]
             y[m, c] = zero if relu and not value > 0 else value
 
 
@@ -117,32 +104,19 @@ def batchnorm_terms(dtype, gamma, beta, mean, var, epsilon):
 
 
 def batchnorm_forward(x, gamma, beta, mean, var, epsilon, batch_statistics, relu=False):
-    """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (``max(y, 0)`` if ``relu``); shapes
+    """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (``max(y, 0)`` with ``relu``); shapes
     x (..., C), the rest (C,)."""
     rows = _as_rows(x)
-    terms = batchnorm_terms(x.dtype, gamma, beta, mean, var, epsilon)
-    gamma, beta, mean, inv_std = terms
+    gamma, beta, mean, inv_std = batchnorm_terms(x.dtype, gamma, beta, mean, var, epsilon)
     y = np.empty_like(rows)
     _normalize(rows, mean, inv_std, gamma, beta, relu, y)
-    return y.reshape(x.shape), batchnorm_cache(rows, x.shape, terms, batch_statistics)
+    return y.reshape(x.shape), batchnorm_cache(rows, x.shape, (gamma, beta, mean, inv_std), batch_statistics)
 
 
-class BatchNormCache(NamedTuple):
-    """What ``batchnorm_backward`` needs: the input as rows (M, C), its shape, the terms in its dtype and
-    whether ``mean``/``inv_std`` are this batch's statistics."""
-    rows: np.ndarray
-    shape: tuple
-    gamma: np.ndarray
-    beta: np.ndarray
-    mean: np.ndarray
-    inv_std: np.ndarray
-    batch_statistics: bool
-
-
-def batchnorm_cache(rows, shape, terms, batch_statistics=False) -> BatchNormCache:
+def batchnorm_cache(rows, shape, terms, batch_statistics=False):
     """The cache ``batchnorm_backward`` takes, for input rows ``rows`` (M, C) of an input of ``shape``."""
-    gamma, beta, mean, inv_std = terms
-    return BatchNormCache(rows, tuple(shape), gamma, beta, mean, inv_std, bool(batch_statistics))
+    gamma, _, mean, inv_std = terms
+    return rows, shape, gamma, mean, inv_std, bool(batch_statistics)
 
 
 def normalize_rows(x_rows, terms, y_rows, relu=False) -> None:
@@ -155,56 +129,44 @@ def normalize_rows(x_rows, terms, y_rows, relu=False) -> None:
 
 
 @njit(cache=True)
-def _gradient_sums64(dy, x, mean, inv_std, gamma, beta, relu):
-    """``sum_m g`` and ``sum_m g * xhat`` per channel, accumulated in float64; ``g = dy``, or with ``relu``
-    the gradient through ReLU: ``dy`` where the normalized value is > 0, else 0 (as ``kernels.relu_backward``)."""
+def _gradient_sums64(dy, x, mean, inv_std):
+    """``sum_m dy`` and ``sum_m dy * xhat`` per channel, accumulated in float64."""
     rows, channels = x.shape
-    zero = dy.dtype.type(0)
     sum_dy = np.zeros(channels, dtype=np.float64)
     sum_dy_xhat = np.zeros(channels, dtype=np.float64)
     for m in range(rows):
         for c in range(channels):
             xhat = (x[m, c] - mean[c]) * inv_std[c]
-            g = zero if relu and not gamma[c] * xhat + beta[c] > 0 else dy[m, c]
-            sum_dy[c] += g
-            sum_dy_xhat[c] += g * xhat
+            sum_dy[c] += dy[m, c]
+            sum_dy_xhat[c] += dy[m, c] * xhat
     return sum_dy, sum_dy_xhat
 
 
 @njit(cache=True)
-def _dx(dy, x, mean, inv_std, gamma, beta, relu, batch_statistics, mean_dy, mean_dy_xhat, dx):
-    """``dx = gamma / sqrt(var + eps) * (g - mean(g) - xhat * mean(g * xhat))`` through the batch statistics,
-    else ``dx = gamma / sqrt(var + eps) * g`` (the moving statistics are constants: y is affine in x); ``g``
-    as in ``_gradient_sums64``."""
-    zero = dy.dtype.type(0)
-    scale = gamma * inv_std
-    if batch_statistics:  # two loops: a branch inside would keep LLVM from vectorising
-        for m in range(x.shape[0]):
-            for c in range(x.shape[1]):
-                xhat = (x[m, c] - mean[c]) * inv_std[c]
-                g = zero if relu and not gamma[c] * xhat + beta[c] > 0 else dy[m, c]
-                dx[m, c] = scale[c] * (g - mean_dy[c] - xhat * mean_dy_xhat[c])
-    else:
-        for m in range(x.shape[0]):
-            for c in range(x.shape[1]):
-                xhat = (x[m, c] - mean[c]) * inv_std[c]
-                g = zero if relu and not gamma[c] * xhat + beta[c] > 0 else dy[m, c]
-                dx[m, c] = g * scale[c]
+def _dx_through_batch_statistics(dy, x, mean, inv_std, scale, mean_dy, mean_dy_xhat, dx):
+    """``dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))``, ``scale = gamma * inv_std``."""
+    for m in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            xhat = (x[m, c] - mean[c]) * inv_std[c]
+            dx[m, c] = scale[c] * (dy[m, c] - mean_dy[c] - xhat * mean_dy_xhat[c])
 
 
-def batchnorm_backward(dy, cache: BatchNormCache, relu=False):
-    """Returns ``(dx, dgamma, dbeta)``: ``dbeta = sum g``, ``dgamma = sum g * xhat`` (sums over every axis but
-    the last), ``g = dy`` (with ``relu``: ``dy`` of ``max(y, 0)`` taken back through the ReLU); ``dx`` through
-    the batch statistics when they were computed from ``x``, else ``g * gamma / sqrt(var + eps)``."""
-    x, terms = cache.rows, (cache.mean, cache.inv_std, cache.gamma, cache.beta, bool(relu))
+def batchnorm_backward(dy, cache):
+    """Returns ``(dx, dgamma, dbeta)``: ``dbeta = sum dy``, ``dgamma = sum dy * xhat`` (sums over every axis but
+    the last); ``dx`` through the batch statistics when they were computed from ``x``, else ``dy * scale``."""
+    x, shape, gamma, mean, inv_std, batch_statistics = cache
     dtype = x.dtype
     dy = _as_rows(np.asarray(dy, dtype=dtype))
-    sum_dy, sum_dy_xhat = _gradient_sums64(dy, x, *terms)
-    rows = x.shape[0]
-    dx = np.empty_like(x)
-    _dx(dy, x, *terms, cache.batch_statistics, (sum_dy / rows).astype(dtype), (sum_dy_xhat / rows).astype(dtype),
-        dx)
-    return dx.reshape(cache.shape), sum_dy_xhat.astype(dtype), sum_dy.astype(dtype)
+    sum_dy, sum_dy_xhat = _gradient_sums64(dy, x, mean, inv_std)
+    scale = gamma * inv_std
+    if batch_statistics:
+        rows = x.shape[0]
+        dx = np.empty_like(x)
+        _dx_through_batch_statistics(dy, x, mean, inv_std, scale, (sum_dy / rows).astype(dtype),
+                                     (sum_dy_xhat / rows).astype(dtype), dx)
+    else:
+        dx = dy * scale  # the moving statistics are constants: y is affine in x
+    return dx.reshape(shape), sum_dy_xhat.astype(dtype), sum_dy.astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,9 +45,6 @@ class Activation(Layer):
         return y
 
     def backward(self, dy):
-        if self._cache is None and self.is_relu():
-            raise RuntimeError(f"ReLU {self.name!r} has no forward to go back through: call forward first (after "
-                               f"BatchNormalization.forward_relu, the normalization's backward_relu takes its part)")
         return self._backward_kernel(dy, self._cache)
 
     def is_relu(self) -> bool:
@@ -55,8 +52,7 @@ class Activation(Layer):
 
     def keep_input(self, x) -> None:
         """Keep what ``backward`` needs after a ReLU forward of ``x`` computed by the layer before
-        (``Conv2D.forward_normalized``; None after ``BatchNormalization.forward_relu``, whose backward takes
-        the ReLU's part); only for ``is_relu()`` layers (ReLU's cache is its input)."""
+        (``Conv2D.forward_normalized``); only for ``is_relu()`` layers (ReLU's cache is its input)."""
         if not self.is_relu():
             raise TypeError(f"layer {self.name!r} is not a ReLU")
         self._cache = x

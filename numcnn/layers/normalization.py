@@ -135,10 +135,12 @@ class BatchNormalization(Layer):
         return isinstance(following, Activation) and following.is_relu() and "forward" not in vars(self)
 
     def forward_relu(self, x, relu, training=False):
-        """``relu.forward(self.forward(x, training))`` in one pass over memory, the same bits; ``backward_relu``
-        goes back through both. ``relu`` keeps nothing (its input is never stored)."""
-        relu.keep_input(None)
-        return self._forward(x, training, relu=True)
+        """``relu.forward(self.forward(x, training))`` in one pass over memory, the same bits. Each layer keeps
+        what its own ``backward`` needs, the ReLU its output instead of its input: its derivative
+        ``[input > 0]`` is ``[output > 0]`` (NaN included: ReLU maps it to 0)."""
+        y = self._forward(x, training, relu=True)
+        relu.keep_input(y)
+        return y
 
     def _forward(self, x, training, relu):
         x = np.asarray(x)
@@ -163,17 +165,9 @@ class BatchNormalization(Layer):
             moving[...] = moving * dtype(self.momentum) + statistic.astype(moving.dtype) * dtype(1.0 - self.momentum)
 
     def backward(self, dy):
-        return self._backward(dy, relu=False)
-
-    def backward_relu(self, dy):
-        """Backward of this layer and the ReLU after it, from ``dy = dL/d(ReLU output)``: after
-        ``forward_relu``, or after the two ran as parts of an inference step (``Conv2D.forward_normalized``)."""
-        return self._backward(dy, relu=True)
-
-    def _backward(self, dy, relu):
         if self._cache is None:
             raise RuntimeError(f"BatchNormalization {self.name!r}: call forward before backward")
-        dx, dgamma, dbeta = kernels.batchnorm_backward(dy, self._cache, relu)
+        dx, dgamma, dbeta = kernels.batchnorm_backward(dy, self._cache)
         self.grads = {}
         if self.scale:
             self.grads["gamma"] = dgamma
