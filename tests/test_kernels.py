@@ -400,7 +400,8 @@ def test_elementwise_and_max_pooling_give_the_same_bits_on_one_thread_and_on_all
 def test_max_pooling_compiled_per_window_gives_the_generic_scans_bits(window, strides, padding):
     """``pool.maxpool_images`` (compiled per window size, the fused kernels' pooling) against the scan of
     ``pool.pool_window_row`` (any window size), bit for bit: a bias added before comparing, ReLU after, ties,
-    NaN and -0.0 (which adding a zero bias would turn into +0.0)."""
+    NaN and -0.0 (which adding a zero bias would turn into +0.0); and the backward, compiled per window size
+    too, against ``pool.route_window_row`` (overlapping windows add up in the same order)."""
     from numcnn.kernels import pool
 
     rng = np.random.default_rng(8)
@@ -420,3 +421,12 @@ def test_max_pooling_compiled_per_window_gives_the_generic_scans_bits(window, st
                                          want[0][n, r], want[1][n, r])
             np.testing.assert_array_equal(got[0].view(np.int32), want[0].view(np.int32))
             np.testing.assert_array_equal(got[1], want[1])
+            dy = rng.normal(size=got[0].shape).astype(np.float32)
+            dx = pool.maxpool2d_backward(dy, (x.shape, got[1], (*window, *strides, top, left)),
+                                         relu_output=got[0] if relu else None)
+            dx_want, masked = np.zeros_like(x), np.empty((ow, 17), np.float32)
+            for n in range(3):
+                for r in range(oh):
+                    pool.route_window_row(dy[n, r], got[0][n, r], relu, got[1][n, r], r, 11, 10, *window, *strides,
+                                          top, left, 0, masked, np.zeros(17, np.float32), dx_want[n])
+            np.testing.assert_array_equal(dx.view(np.int32), dx_want.view(np.int32))
