@@ -362,6 +362,17 @@ def test_dropout_scaling_expectation_and_identity_at_inference(dtype, rate):
     assert layer.forward(x, training=False) is x and layer.backward(dy) is dy
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.3, 0.5, 1 - 2.0 ** -40])
+def test_dropout_keeps_a_unit_where_its_32_bit_uniform_draw_is_at_least_the_rate(rate):
+    """The mask is ``u >= rate`` for ``u = bits / 2^32``, 32 bits per unit from the generator's raw stream (two
+    units per 64-bit word, the low half first); checked in float64, where ``bits / 2^32`` is exact."""
+    layer = Dropout(rate, seed=5)
+    words = np.random.default_rng(5).bit_generator.random_raw(4 * 5 * 3)  # the same stream, drawn alone
+    u = words.view(np.uint32)[:4 * 5 * 5].astype(np.float64) / 2.0 ** 32
+    np.testing.assert_array_equal(layer.keep_mask((4, 5, 5)), (u >= rate).reshape(4, 5, 5))
+    assert layer.keep_mask((3, 7)).shape == (3, 7)  # an odd count: half a word is left unused
+
+
 def test_dropout_fast_matches_reference_and_finite_differences():
     rng = np.random.default_rng(0)
     x, dy = rng.normal(size=(3, 4, 5, 2)), rng.normal(size=(3, 4, 5, 2))
@@ -394,7 +405,7 @@ def test_dropout_masks_are_reproducible_and_leave_weight_initialisation_alone():
     for a, b in zip(masks(first), masks(second)):
         np.testing.assert_array_equal(a, b)  # same model seed, same masks, bit for bit
     assert not np.array_equal(masks(numcnn_mixed_model(seed=0))[0], masks(other)[0])
-    # float64 models drop the same units (the draws are float64 whatever the dtype)
+    # float64 models drop the same units (the draws do not depend on the dtype)
     np.testing.assert_array_equal(masks(numcnn_mixed_model(seed=0))[0] != 0,
                                   masks(numcnn_mixed_model(seed=0, dtype="float64"))[0] != 0)
     # adding Dropout (which spawns a child generator) leaves every weight of the model unchanged
