@@ -4,12 +4,12 @@ Max pooling (``maxpool2d_forward/backward``): forward stores, per output, the fl
 of the window's first maximum in row-major order (TF's tie rule; strict ``>`` keeps the first). Positions in
 the 'same' padding are skipped, which is the same as padding with -inf. Backward adds each output gradient to
 that position; overlapping windows (strides < pool size) add up. Each image is pooled by one thread (chunks of
-images on numcnn's threads): no races, bit-identical for any thread
-count (average pooling too). Forward and backward are compiled per window size (``_maxpool_images_kernel``,
-``_maxpool_backward_kernel``): on one thread, Zen 5 (AVX-512), 3x3 windows at stride 2 ('same') on 11 maps of
-32x32x32 took 0.074 ms instead of 0.207 with the scan for any window size, 2x2 windows on 3 maps of 32x32x32
-0.006 instead of 0.022; the backward of 2x2 windows on 32 maps of 32x32x32 0.146 instead of 0.222, of 3x3 at
-stride 2 0.307 instead of 0.389.
+images on numcnn's threads): no races, bit-identical for any thread count (average pooling too). Forward and
+backward are compiled per window size (``_maxpool_images_kernel``, ``_maxpool_backward_kernel``): on one
+thread, Zen 5 (AVX-512), 3x3 windows at stride 2 ('same') on 11 maps of 32x32x32 took 0.074 ms instead of
+0.207 with the scan for any window size, 2x2 windows on 3 maps of 32x32x32 0.006 instead of 0.022; the
+backward of 2x2 windows on 32 maps of 32x32x32 0.146 instead of 0.222, of 3x3 at stride 2 0.307 instead of
+0.389.
 
 Average pooling (``avgpool2d_forward/backward``): each window's mean over the cells that lie **inside** the
 image ('same' padding is not counted, as TF); backward spreads ``dy / count`` over the window.

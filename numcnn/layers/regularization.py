@@ -18,8 +18,8 @@ untouched, so adding a Dropout changes no weight initialisation). The same model
 for bit, and checkpoints save the generator's state so a resumed run draws the masks it would have drawn.
 A unit is kept when its uniform draw ``u >= rate`` (TF's rule, read in its dropout op's source), ``u`` a
 32-bit draw ``bits / 2^32`` (``keep_mask``), the same for every dtype, so float32 and float64 models drop the
-same units. TF's masks come from other generators and cannot be matched. Keras accepts ``rate=1`` (and returns zeros); numcnn refuses it: nothing
-would learn, and the scale would be 1/0.
+same units. TF's masks come from other generators and cannot be matched. Keras accepts ``rate=1`` (and
+returns zeros); numcnn refuses it: nothing would learn, and the scale would be 1/0.
 """
 
 from __future__ import annotations
