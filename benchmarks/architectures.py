@@ -6,7 +6,7 @@
 Each architecture is one neutral list of layers, built in each framework with the same shapes, so the same
 arithmetic runs everywhere. Every (framework, architecture, batch) runs in a fresh subprocess with 2 threads, on
 random data (speed does not depend on the values), with Adam and sparse categorical cross-entropy (the mean
-squared error for the generator, which outputs images): a few warm-up steps, then the mean of ``--steps``
+squared error for the generator, which outputs images): a few warm-up steps, then the median of ``--steps``
 timed steps; the same for inference calls on 256 images. Frameworks
 alternate within each round; the table reports the median over rounds and numcnn's time divided by the faster
 peer's (< 1: numcnn is faster), numcnn's rate against the measured sgemm peak (its training FLOPs: 2 per
@@ -217,8 +217,9 @@ INFERENCE_BATCH = 256  # images per inference call
 
 
 def worker(framework: str, architecture: str, batch: int, steps: int, warmup: int) -> dict:
-    """Seconds per training step and per inference call of ``INFERENCE_BATCH`` images (means of ``steps``
-    after ``warmup``), and the process's peak RSS, in this process."""
+    """Seconds per training step and per inference call of ``INFERENCE_BATCH`` images (medians of ``steps``
+    timed calls after ``warmup``: on a shared machine a burst of other work inflates a mean, not a median),
+    and the process's peak RSS, in this process."""
     import resource
 
     import numpy as np
@@ -238,10 +239,12 @@ def worker(framework: str, architecture: str, batch: int, steps: int, warmup: in
     for name, call in (("step_s", lambda: step(x, y)), ("infer_s", lambda: infer(x_infer))):
         for _ in range(warmup):
             call()
-        start = time.perf_counter()
+        times = []
         for _ in range(steps):
+            start = time.perf_counter()
             call()
-        result[name] = (time.perf_counter() - start) / steps
+            times.append(time.perf_counter() - start)
+        result[name] = statistics.median(times)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -341,7 +344,7 @@ def main(argv=None) -> int:
                     times[(framework, architecture, batch)].append(measure(framework, architecture, batch, args))
     peak = sgemm_gflops()
     lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; {THREADS} threads per framework; OpenBLAS sgemm "
-             f"(n = {SGEMM_N}) {peak:.0f} GFLOP/s; random data, Adam; training: mean of {args.steps} steps after "
+             f"(n = {SGEMM_N}) {peak:.0f} GFLOP/s; random data, Adam; training: median of {args.steps} steps after "
              f"{args.warmup} warm-up; inference: {INFERENCE_BATCH} images per call; median of {args.rounds} rounds",
              "",
              "| architecture | batch | train ms: " + " / ".join(frameworks) + " | numcnn / faster peer | "
