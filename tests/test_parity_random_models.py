@@ -8,7 +8,11 @@ scaled by ``1 / (1 - rate)``: everything else in the step is computed by Keras i
 (scaling, identity at inference, seeded masks) is tested in tests/test_layers_normalization.py.
 
 Tolerance: 1e-4 relative (``numcnn.verify.compare``: max |numcnn - TF| / max |TF| per array) in float32; sums
-run in different orders on the two sides, see numcnn/verify.py for the error budget.
+run in different orders on the two sides, see numcnn/verify.py for the error budget. A gradient that is a sum
+with heavy cancellation can carry more float32 rounding than that on TF's side itself. The truth then decides:
+the same Keras model run in float64. Where TF's float32 gradient is further than the tolerance from its own
+float64 gradient, numcnn's float32 gradient is compared with the float64 one instead (seen: random model 23, a
+Conv2DTranspose bias gradient 50x smaller than its kernel's, TF float32 1.9e-4 from TF float64, numcnn 1.1e-5).
 """
 
 import numpy as np
@@ -134,27 +138,28 @@ def make_case(index, keras):
     return keras_model, loss, x, y, rng
 
 
-def training_twin(keras, keras_model):
-    """A Keras copy of ``keras_model`` whose Dropout layers multiply by a mask variable set from numcnn."""
+def training_twin(keras, keras_model, dtype="float32"):
+    """A Keras copy of ``keras_model`` whose Dropout layers multiply by a mask variable set from numcnn; in
+    ``dtype`` (float64: the truth that decides where TF's float32 rounding exceeds the tolerance)."""
     import tensorflow as tf
 
     class FixedMask(keras.layers.Layer):
         def __init__(self, rate, shape):
-            super().__init__()
+            super().__init__(dtype=dtype)
             self.rate = rate
-            self.mask = tf.Variable(tf.ones((8, *shape)), trainable=False)
+            self.mask = tf.Variable(tf.ones((8, *shape), dtype=dtype), trainable=False)
 
         def call(self, x, training=False):
             return x * self.mask / (1 - self.rate) if training else x
 
-    layers = [keras.Input(keras_model.input_shape[1:])]
+    layers = [keras.Input(keras_model.input_shape[1:], dtype=dtype)]
     for layer in keras_model.layers:
         if type(layer).__name__ == "Dropout":
             layers.append(FixedMask(layer.rate, layer.output.shape[1:]))
         else:
-            layers.append(type(layer).from_config(layer.get_config()))
+            layers.append(type(layer).from_config({**layer.get_config(), "dtype": dtype}))
     twin = keras.Sequential(layers)
-    twin.set_weights(keras_model.get_weights())
+    twin.set_weights([w.astype(dtype) for w in keras_model.get_weights()])
     return twin
 
 
@@ -164,7 +169,7 @@ def set_masks(model, twin):
     theirs = [layer for layer in twin.layers if type(layer).__name__ == "FixedMask"]
     for layer, fixed in zip(ours, theirs):
         keep = layer._cache[0]  # the kept units of the layer's last training forward (see Dropout.forward)
-        fixed.mask.assign(np.broadcast_to(keep, fixed.mask.shape).astype(np.float32))
+        fixed.mask.assign(np.broadcast_to(keep, fixed.mask.shape).astype(fixed.mask.dtype.as_numpy_dtype))
 
 
 def keras_step_function(keras, twin, loss_name, optimizer=None):
@@ -184,6 +189,17 @@ def keras_step_function(keras, twin, loss_name, optimizer=None):
     return step
 
 
+def gradient_row(case, quantity, ours, theirs, truth):
+    """numcnn's float32 gradient against TF's, or against TF's float64 one where TF's float32 gradient is itself
+    further than the tolerance from it (see the module docstring)."""
+    row = verify.compare(case, quantity, ours, theirs, "gradient")
+    tf_rounding = verify.compare(case, quantity, theirs, truth, "gradient")
+    if row.ok or tf_rounding.ok:
+        return row
+    return verify.compare(case, f"{quantity} vs TF float64 (TF float32 {tf_rounding.max_rel:.1e} from it)", ours,
+                          truth, "gradient")
+
+
 def rows_for(index, keras):
     keras_model, loss, x, y, rng = make_case(index, keras)
     model = from_keras(keras_model, seed=index)  # the seed drives numcnn's dropout masks
@@ -199,8 +215,11 @@ def rows_for(index, keras):
     rows.append(verify.compare(case, "loss (training)", our_loss, float(their_loss), "forward"))
     names = [w.path for w in twin.trainable_weights]
     assert len(our_grads) == len(their_grads), (len(our_grads), names)
-    rows += [verify.compare(case, f"d{name}", a, b.numpy(), "gradient")
-             for name, a, b in zip(names, our_grads, their_grads)]
+    twin64 = training_twin(keras, keras_model, "float64")
+    set_masks(model, twin64)
+    _, truths = keras_step_function(keras, twin64, loss)(x.astype(np.float64), y)
+    rows += [gradient_row(case, f"d{name}", a, b.numpy(), truth.numpy())
+             for name, a, b, truth in zip(names, our_grads, their_grads, truths)]
     # five steps of Keras's default Adam (lr 0.001) from the same weights; BN's moving statistics are among the
     # compared weights. Adam divides each gradient element by its own running size, so an element whose gradient
     # is at the rounding floor of a float32 sum (~1e-7 of the largest) moves by up to lr in a direction set by
