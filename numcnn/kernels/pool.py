@@ -207,15 +207,22 @@ def maxpool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid"):
     """``y[n, r, c, k] = max over the window``; the cache keeps each window's winner (see module docstring)."""
     x = np.ascontiguousarray(x)
     y, cache, pool_chunk = maxpool2d_by_chunks(x.shape, x.dtype, pool_size, strides, padding)
-    if parallel.worth_threads(x.size):  # chunks of images on numcnn's threads
+    _over_images(x, lambda start, stop: pool_chunk(start, stop, x[start:stop]))
+    return y, cache
+
+
+def _over_images(images, run) -> None:
+    """``run(start, stop)`` over all of ``images`` (N, ...): in one call on this thread for a small batch
+    (starting the other threads would cost more), else in chunks of images on numcnn's threads. Each image is
+    done whole by one call, so the bits do not depend on the split."""
+    if parallel.worth_threads(images.size):
         def work(share):
             for _, start, stop in share:
-                pool_chunk(start, stop, x[start:stop])
+                run(start, stop)
 
-        parallel.run_chunks(parallel.image_chunks(len(x), x[0].nbytes), work)
-    else:  # on this thread for a small batch: starting the other threads would cost more
-        pool_chunk(0, len(x), x)
-    return y, cache
+        parallel.run_chunks(parallel.image_chunks(len(images), images[0].nbytes), work)
+    else:
+        run(0, len(images))
 
 
 def maxpool2d_by_chunks(x_shape, dtype, pool_size=(2, 2), strides=None, padding="valid"):
@@ -247,17 +254,8 @@ def maxpool2d_backward(dy, cache, relu_output=None):
     y = relu_output if relu else dy
     kernel = _maxpool_backward_kernel(ph, pw)
 
-    def route(start, stop):
-        kernel(dy[start:stop], y[start:stop], relu, winner[start:stop], *pool, dx[start:stop])
-
-    if parallel.worth_threads(dx.size):  # chunks of images on numcnn's threads
-        def work(share):
-            for _, start, stop in share:
-                route(start, stop)
-
-        parallel.run_chunks(parallel.image_chunks(len(dx), dx[0].nbytes), work)
-    else:
-        route(0, len(dx))
+    _over_images(dx, lambda start, stop: kernel(dy[start:stop], y[start:stop], relu, winner[start:stop], *pool,
+                                                dx[start:stop]))
     return dx
 
 
