@@ -93,6 +93,40 @@ def test_evaluate_return_dict_and_predict_batching(mnist_sample):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
+def _activation_bytes_held(model) -> int:
+    """Bytes of arrays the layers hold besides their weights and gradients: what forward kept for backward."""
+    def size(value):
+        if isinstance(value, np.ndarray):
+            return value.nbytes
+        if isinstance(value, (tuple, list)):
+            return sum(size(item) for item in value)
+        return 0
+
+    return sum(size(value) for layer in model.layers for name, value in vars(layer).items()
+               if name not in ("params", "grads"))
+
+
+def test_predict_and_evaluate_release_what_forward_keeps_for_backward():
+    """A forward keeps every step's arrays for a backward; predict and evaluate never go backward, so they drop
+    them after each batch (else the next batch allocates fresh memory beside them: page faults)."""
+    from numcnn.layers import Activation, BatchNormalization, Dropout
+
+    model = Sequential([Input((12, 12, 2)), Conv2D(4, 3, activation="relu"), MaxPooling2D(2),
+                        Conv2D(4, 3, use_bias=False), BatchNormalization(), Activation("relu"), Dropout(0.2),
+                        Flatten(), Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((40, 12, 12, 2), dtype=np.float32)
+    y = np.arange(40) % 3
+    expected = model.forward(x)
+    assert _activation_bytes_held(model) > x.nbytes  # what there is to release (the check below can fail)
+    np.testing.assert_array_equal(model.predict(x, batch_size=40, verbose=0), expected)
+    assert _activation_bytes_held(model) == 0
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert _activation_bytes_held(model) > 0
+    model.evaluate(x, y, batch_size=16, verbose=0)
+    assert _activation_bytes_held(model) == 0
+
+
 def test_softmax_output_loss_uses_logits_like_keras():
     """TF_PARITY (measured): Dense(softmax) with logits [30, 0, -30] and label 2: loss 60.0, grad [1, ~0, -1]."""
     model = Sequential([Input((3,)), Dense(3, activation="softmax", use_bias=False)], dtype="float32")

@@ -31,6 +31,7 @@ class Layer:
     """Base class: shapes exclude the batch axis, e.g. ``input_shape == (28, 28, 1)``."""
 
     non_trainable_keys: tuple[str, ...] = ()  # weights the optimizer never updates (see the module docstring)
+    cache_attributes: tuple[str, ...] = ("_cache",)  # what forward keeps for backward (``release_cache``)
 
     def __init__(self, name: str | None = None, input_shape=None, trainable: bool = True):
         self.name = name
@@ -68,6 +69,13 @@ class Layer:
 
     def __call__(self, x, training: bool = False):
         return self.forward(x, training=training)
+
+    def release_cache(self) -> None:
+        """Drop what the last forward kept for its backward. ``predict`` and ``evaluate``, which never go
+        backward, call this after each batch: the next batch's arrays then take the memory just freed instead
+        of new pages (see ``Sequential.release_caches``)."""
+        for name in self.cache_attributes:
+            setattr(self, name, None)
 
     # --- weights ------------------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
@@ -148,6 +156,8 @@ class AffineLayer(Layer):
     Subclasses provide ``kernel_shape(input_shape)``, ``affine_forward(x, w, b)`` returning ``(z, cache)``
     and ``affine_backward(dz, cache)`` returning ``(dx, dw, db)``.
     """
+
+    cache_attributes = ("_cache", "_activation_cache", "pre_activation")
 
     def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", name=None, input_shape=None):

@@ -58,6 +58,8 @@ class _Convolution2D(AffineLayer):
 
 
 class Conv2D(_Convolution2D):
+    cache_attributes = (*_Convolution2D.cache_attributes, "_pooled_cache")  # (forward_pooled's)
+
     def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", activation=None,
                  use_bias: bool = True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  name: str | None = None, input_shape=None):

@@ -366,6 +366,7 @@ def evaluate(model, x, y, batch_size=None, verbose="auto", sample_weight=None, s
         wb = None if sample_weight is None else sample_weight[batch]
         output = model.forward(xb)
         means.update(model.compute_loss(yb, output, sample_weight=wb), len(xb), yb, output, sample_weight=wb)
+        model.release_caches()
         callback_list.on_test_batch_end(batch_index, means.results())
     logs = dict(sorted(means.results().items()))
     callback_list.on_test_end(logs)
@@ -388,6 +389,7 @@ def predict(model, x, batch_size=None, verbose="auto", callbacks=None) -> np.nda
         callback_list.on_predict_batch_begin(batch_index)
         start = batch_index * batch_size
         outputs.append(model.forward(x[start:start + batch_size]))
+        model.release_caches()  # (no backward follows: see Sequential.release_caches)
         callback_list.on_predict_batch_end(batch_index, {"outputs": outputs[-1]})
     callback_list.on_predict_end()
     return np.concatenate(outputs)
