@@ -269,11 +269,13 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads, monkeypatc
 
 
 def test_chunked_gemm_kernels_are_bit_identical_across_thread_counts(monkeypatch):
-    """Dense (200 rows: 4 chunks), Conv2DTranspose and Winograd (20 images: 8 chunks) split their batch into
+    """Dense (200 rows: 2 chunks), Conv2DTranspose and Winograd (20 images: 8 chunks) split their batch into
     chunks fixed by the shapes alone (kernels.parallel), so one thread and all of them give the same bits."""
-    from numcnn.kernels import winograd
+    from numcnn.kernels import dense, winograd
 
     monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 1)  # small layers that still split into MIN_CHUNKS chunks
+    monkeypatch.setattr(dense, "MIN_CHUNK_MULTIPLY_ADDS", 1)  # and a small product into 64-row chunks
+    assert dense.row_chunks(200, 30 * 7) == [(0, 100), (100, 200)]
 
     rng = np.random.default_rng(4)
     x_dense, w_dense, b_dense = (rng.normal(size=s).astype(np.float32) for s in ((200, 30), (30, 7), (7,)))
@@ -430,3 +432,21 @@ def test_max_pooling_compiled_per_window_gives_the_generic_scans_bits(window, st
                     pool.route_window_row(dy[n, r], got[0][n, r], relu, got[1][n, r], r, 11, 10, *window, *strides,
                                           top, left, 0, masked, np.zeros(17, np.float32), dx_want[n])
             np.testing.assert_array_equal(dx.view(np.int32), dx_want.view(np.int32))
+
+
+def test_dense_row_chunks_split_only_products_worth_a_thread():
+    """One chunk below ``MIN_CHUNK_MULTIPLY_ADDS`` of work or 2 x ``ROWS_PER_CHUNK`` rows; else a power of two
+    (8 at most) of near-equal chunks covering every row, each above both minimums."""
+    from numcnn.kernels.dense import MIN_CHUNK_MULTIPLY_ADDS, ROWS_PER_CHUNK, row_chunks
+
+    assert row_chunks(128, 576 * 64) == [(0, 128)]  # the seed model's dense layer at batch 128: 4.7 M
+    assert len(row_chunks(1000, 576 * 64)) == 2 and len(row_chunks(100, 1 << 30)) == 1
+    for n_rows, per_row in ((1, 1), (127, 1 << 22), (1000, 576 * 64), (4096, 4096 * 128), (333, 1 << 20)):
+        chunks = row_chunks(n_rows, per_row)
+        assert chunks[0][0] == 0 and chunks[-1][1] == n_rows
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+        assert len(chunks) in (1, 2, 4, 8)
+        sizes = [stop - start for start, stop in chunks]
+        assert max(sizes) - min(sizes) <= 1
+        assert len(chunks) == 1 or (min(sizes) >= ROWS_PER_CHUNK
+                                    and min(sizes) * per_row >= MIN_CHUNK_MULTIPLY_ADDS)

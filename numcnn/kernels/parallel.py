@@ -106,7 +106,12 @@ def image_chunks(n_images: int, bytes_per_image: int) -> list[tuple[int, int]]:
     big_enough = n_images * bytes_per_image // MIN_CHUNK_BYTES  # chunks that would each hold MIN_CHUNK_BYTES
     if big_enough < count:
         count = 1 << max(0, big_enough.bit_length() - 1)  # the largest power of two <= big_enough (1 at least)
-    base, extra = divmod(n_images, max(count, 1))
+    return even_chunks(n_images, count)
+
+
+def even_chunks(size: int, count: int) -> list[tuple[int, int]]:
+    """``count`` chunks ``[(start, stop), ...]`` covering ``range(size)``, their sizes differing by one at most."""
+    base, extra = divmod(size, max(count, 1))
     bounds = [0]
     for index in range(count):
         bounds.append(bounds[-1] + base + (index < extra))
