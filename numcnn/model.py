@@ -183,8 +183,8 @@ class Sequential:
         each step's input and output until the next forward replaces them, so without this the next batch
         allocates all its arrays while the last batch's are still held: new memory, whose first touch costs
         a page fault per page. Measured (seed model, 10,000 images in batches of 1000 right after training,
-        AMD EPYC Zen 5): the first ``predict`` took 0.54-0.68 s with 1,535 page faults, the next 0.20-0.25 s;
-        releasing after each batch: 0.20 s and no faults, the first time too."""
+        AMD EPYC Zen 5): the first ``predict`` took 0.51-0.68 s with 1,535-2,047 page faults, the next
+        0.20-0.25 s; releasing after each batch: 0.20-0.24 s and no faults, the first time too."""
         for layer in self.layers:
             layer.release_cache()
         self._last_layer_input = self._last_output = None
