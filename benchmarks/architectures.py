@@ -12,8 +12,9 @@ alternate within each round; the table reports the median over rounds and numcnn
 peer's (< 1: numcnn is faster), numcnn's rate against the measured sgemm peak (its training FLOPs: 2 per
 multiply-add of the forward, input-gradient and weight-gradient products; in brackets the rate counted with
 Winograd's fewer multiplications on 3x3 stride-1 layers) and each framework's peak RSS. The first line of
-the output names the CPU, because the ratios change with it (see the README's performance section). Writes
-``benchmarks/results/architectures.{md,json}``.
+the output names the CPU, because the ratios change with it (see the README's performance section). Below the
+table, numcnn's time per step of each architecture (``step_profile``: training forward and backward at the
+first batch size, inference forward). Writes ``benchmarks/results/architectures.{md,json}``.
 """
 
 from __future__ import annotations
@@ -216,10 +217,10 @@ BUILDERS = {"numcnn": numcnn_model, "keras": keras_model, "torch": torch_model}
 INFERENCE_BATCH = 256  # images per inference call
 
 
-def worker(framework: str, architecture: str, batch: int, steps: int, warmup: int) -> dict:
+def worker(framework: str, architecture: str, batch: int, steps: int, warmup: int, profile: bool = False) -> dict:
     """Seconds per training step and per inference call of ``INFERENCE_BATCH`` images (medians of ``steps``
     timed calls after ``warmup``: on a shared machine a burst of other work inflates a mean, not a median),
-    and the process's peak RSS, in this process."""
+    and the process's peak RSS, in this process; with ``profile`` (numcnn) also its ``numcnn_profile``."""
     import resource
 
     import numpy as np
@@ -246,7 +247,59 @@ def worker(framework: str, architecture: str, batch: int, steps: int, warmup: in
             times.append(time.perf_counter() - start)
         result[name] = statistics.median(times)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if profile and framework == "numcnn":  # after the peak RSS: the profile is not part of the measurement
+        result["profile"] = numcnn_profile(architecture, batch, steps)
     return result
+
+
+def step_profile(model, x, repeats: int, x_infer=None) -> dict:
+    """Where numcnn's time goes: per step of ``model.steps()`` (one layer or a fused pair, as training runs
+    them) the median ms of its training-mode forward and of its backward (on a random output gradient), and,
+    with ``x_infer``, per step of ``model.inference_steps()`` the median ms of its inference forward."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+
+    def name(step):
+        return " + ".join(type(layer).__name__ for layer in model.layers[step[0]:step[1] + 1])
+
+    def median_ms(call):
+        times = []
+        for _ in range(repeats + 1):  # the first call is not counted (caches, lazily compiled variants)
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times[1:])
+
+    training, h = [], x
+    for step in model.steps():
+        dy = rng.normal(size=(len(x), *model.layers[step[1]].output_shape)).astype(x.dtype)
+        forward = median_ms(lambda: model.step_forward(step, h, training=True))
+        out = model.step_forward(step, h, training=True)  # (the caches the backward reads)
+        backward = median_ms(lambda: model.step_backward(step, dy, need_input_gradient=step[0] > 0))
+        training.append({"step": name(step), "forward_ms": forward, "backward_ms": backward})
+        h = out
+    inference, h = [], x_infer
+    for step in model.inference_steps() if x_infer is not None else []:
+        inference.append({"step": name(step), "forward_ms": median_ms(lambda: model.step_forward(step, h))})
+        h = model.step_forward(step, h)
+    return {"training": training, "inference": inference}
+
+
+def numcnn_profile(architecture: str, batch: int, repeats: int) -> dict:
+    """``step_profile`` of the architecture's numcnn model on random data, ``batch`` images for training and
+    ``INFERENCE_BATCH`` for inference."""
+    import numpy as np
+
+    import numcnn
+    from numcnn import layers
+
+    shape, spec, target_shape = architecture_parts(architecture)
+    model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
+    model.compile("adam", loss_name(target_shape))
+    rng = np.random.default_rng(0)
+    return step_profile(model, rng.random((batch, *shape), dtype=np.float32), repeats,
+                        rng.random((INFERENCE_BATCH, *shape), dtype=np.float32))
 
 
 def training_flops(architecture: str, batch: int) -> tuple[float, float]:
@@ -292,12 +345,12 @@ def importable(name: str) -> bool:
     return importlib.util.find_spec("tensorflow" if name == "keras" else name) is not None
 
 
-def measure(framework, architecture, batch, args) -> float:
+def measure(framework, architecture, batch, args, profile=False) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "OPENBLAS_NUM_THREADS": str(THREADS),
            "NUMBA_NUM_THREADS": str(THREADS), "TF_NUM_INTRAOP_THREADS": str(THREADS),
            "TF_NUM_INTEROP_THREADS": "1"}
     command = [sys.executable, __file__, "--worker", framework, architecture, str(batch), str(args.steps),
-               str(args.warmup)]
+               str(args.warmup), str(int(profile))]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=HERE.parent)
     if result.returncode != 0:
         raise RuntimeError(f"{framework} on {architecture!r} failed:\n{result.stderr[-2000:]}")
@@ -308,6 +361,29 @@ def faster_peer_ratio(milliseconds: dict):
     """numcnn's time over the faster peer's (< 1: numcnn is faster), or None without numcnn or a peer."""
     peers = [t for f, t in milliseconds.items() if f != "numcnn"]
     return milliseconds["numcnn"] / min(peers) if peers and "numcnn" in milliseconds else None
+
+
+def profile_lines(architectures, batch, times, summary) -> list[str]:
+    """Markdown: numcnn's per-step profile of each architecture (``step_profile``), and what its training step
+    spends outside the steps' forward and backward: the loss, the optimizer, Python, and the difference between
+    a step measured alone (repeated: its data in cache) and in a training step (after the other steps)."""
+    lines = []
+    for architecture in architectures:
+        profiled = [r["profile"] for r in times.get(("numcnn", architecture, batch), []) if "profile" in r]
+        if not profiled:
+            continue
+        profile = profiled[0]
+        step_ms = next(e["train_ms"]["numcnn"] for e in summary if e["architecture"] == architecture
+                       and e["batch"] == batch)
+        inside = sum(row["forward_ms"] + row["backward_ms"] for row in profile["training"])
+        lines += ["", f"numcnn per step, {architecture} (training batch {batch}, inference {INFERENCE_BATCH} "
+                      "images; median ms):", "", "| training step | forward | backward |", "|---|---|---|"]
+        lines += [f"| {row['step']} | {row['forward_ms']:.2f} | {row['backward_ms']:.2f} |"
+                  for row in profile["training"]]
+        lines += [f"| *the rest: loss, optimizer, Python, colder caches (the whole step's {step_ms:.2f} ms less "
+                  f"the steps' sum)* | {step_ms - inside:.2f} | |", "", "| inference step | forward |", "|---|---|"]
+        lines += [f"| {row['step']} | {row['forward_ms']:.2f} |" for row in profile["inference"]]
+    return lines
 
 
 def main(argv=None) -> int:
@@ -321,11 +397,11 @@ def main(argv=None) -> int:
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES),
                         metavar="NAME", help="a subset of the suite (default: all)")
     parser.add_argument("--out", default=str(HERE / "results" / "architectures"))
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        framework, architecture, batch, steps, warmup = args.worker
-        print(json.dumps(worker(framework, architecture, int(batch), int(steps), int(warmup))))
+        framework, architecture, batch, steps, warmup, profile = args.worker
+        print(json.dumps(worker(framework, architecture, int(batch), int(steps), int(warmup), profile == "1")))
         return 0
     if args.quick:
         args.rounds, args.steps, args.warmup, args.batches = 1, 2, 1, [16]
@@ -341,7 +417,9 @@ def main(argv=None) -> int:
                 for framework in order:
                     print(f"round {round_ + 1}/{args.rounds}: {framework}, {architecture}, batch {batch}",
                           file=sys.stderr)
-                    times[(framework, architecture, batch)].append(measure(framework, architecture, batch, args))
+                    profile = round_ == 0 and batch == args.batches[0]  # one per-step profile per architecture
+                    times[(framework, architecture, batch)].append(
+                        measure(framework, architecture, batch, args, profile))
     peak = sgemm_gflops()
     lines = [f"CPU: {cpu_name()}, {os.cpu_count()} cores; {THREADS} threads per framework; OpenBLAS sgemm "
              f"(n = {SGEMM_N}) {peak:.0f} GFLOP/s; random data, Adam; training: median of {args.steps} steps after "
@@ -372,6 +450,7 @@ def main(argv=None) -> int:
             lines.append(f"| {architecture} | {batch} | " + " / ".join(f"{train[f]:.1f}" for f in frameworks)
                          + f" | {shown[0]} | {rate} | " + " / ".join(f"{infer[f]:.0f}" for f in frameworks)
                          + f" | {shown[1]} | " + " / ".join(f"{rss[f]:.0f}" for f in frameworks) + " |")
+    lines += profile_lines(args.architectures, args.batches[0], times, summary)
     table = "\n".join(lines)
     print(table)
     sys.path.insert(0, str(HERE.parent))

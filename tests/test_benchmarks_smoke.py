@@ -37,6 +37,18 @@ def test_architecture_suite_quick_run_writes_a_row_per_architecture(tmp_path):
 
     assert [row["architecture"] for row in data["summary"]] == list(architectures.ARCHITECTURES)
     assert all(row["train_ms"]["numcnn"] > 0 and row["training_gflop"] > 0 for row in data["summary"])
+    # one per-step profile per architecture: a row per step of the model's training and inference plans
+    from numcnn import Sequential, layers
+
+    markdown = out.with_suffix(".md").read_text()
+    for name in architectures.ARCHITECTURES:
+        [profile] = [run["profile"] for run in data["runs"][f"numcnn|{name}|16"] if "profile" in run]
+        shape, spec, _ = architectures.architecture_parts(name)
+        model = Sequential(architectures.build_layers(layers, shape, spec, layers.Input), seed=0)
+        assert len(profile["training"]) == len(model.steps())
+        assert len(profile["inference"]) == len(model.inference_steps())
+        assert all(row["forward_ms"] > 0 for row in profile["training"] + profile["inference"])
+        assert f"numcnn per step, {name} " in markdown
     # the CPU line names NumPy's BLAS kernel, as OpenBLAS itself reports it (it moves every GEMM-bound figure)
     kernels = {i["architecture"] for i in threadpoolctl.threadpool_info() if "numpy" in i["filepath"]}
     assert any(f"{kernel} kernel" in data["cpu"] for kernel in kernels), data["cpu"]
