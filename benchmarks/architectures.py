@@ -260,8 +260,10 @@ def step_profile(model, x, repeats: int, x_infer=None) -> dict:
 
     rng = np.random.default_rng(1)
 
-    def name(step):
-        return " + ".join(type(layer).__name__ for layer in model.layers[step[0]:step[1] + 1])
+    def named(step, **times):
+        layers = model.layers[step[0]:step[1] + 1]
+        return {"step": " + ".join(type(layer).__name__ for layer in layers),
+                "layers": [layer.name for layer in layers], **times}
 
     def median_ms(call):
         times = []
@@ -277,11 +279,11 @@ def step_profile(model, x, repeats: int, x_infer=None) -> dict:
         forward = median_ms(lambda: model.step_forward(step, h, training=True))
         out = model.step_forward(step, h, training=True)  # (the caches the backward reads)
         backward = median_ms(lambda: model.step_backward(step, dy, need_input_gradient=step[0] > 0))
-        training.append({"step": name(step), "forward_ms": forward, "backward_ms": backward})
+        training.append(named(step, forward_ms=forward, backward_ms=backward))
         h = out
     inference, h = [], x_infer
     for step in model.inference_steps() if x_infer is not None else []:
-        inference.append({"step": name(step), "forward_ms": median_ms(lambda: model.step_forward(step, h))})
+        inference.append(named(step, forward_ms=median_ms(lambda: model.step_forward(step, h))))
         h = model.step_forward(step, h)
     return {"training": training, "inference": inference}
 

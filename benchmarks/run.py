@@ -68,33 +68,25 @@ def numcnn_worker(x, y, xt, batch_sizes, warmup):
 
 def numcnn_layer_profile(batch=128, repeats=10):
     """Per-step forward/backward time and GFLOP/s of the seed model at ``batch`` (median of repeats); a step
-    is one layer or a fused Conv2D + MaxPooling2D pair, as ``Sequential`` runs them in training."""
+    is one layer or a fused Conv2D + MaxPooling2D pair, as ``Sequential`` runs them in training
+    (``architectures.step_profile``)."""
     import numpy as np
 
     import numcnn
+    from architectures import step_profile
 
     model = numcnn.seed_mnist_model(seed=0)
     x = np.random.default_rng(0).random((batch, 28, 28, 1)).astype(np.float32)
     profile = []
-    h = x
-    for step in model.steps():
-        forward, backward = [], []
-        dy = np.random.default_rng(1).normal(size=(batch, *model.layers[step[1]].output_shape)).astype(np.float32)
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            out = model.step_forward(step, h, training=True)
-            forward.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            model.step_backward(step, dy, need_input_gradient=step[0] > 0)
-            backward.append(time.perf_counter() - start)
-        layers = model.layers[step[0]:step[1] + 1]
+    for row in step_profile(model, x, repeats)["training"]:
+        layers = [model.get_layer(name) for name in row["layers"]]
         flops = sum(layer_flops(layer, batch) for layer in layers)
-        f, b = statistics.median(forward[1:]), statistics.median(backward[1:])
-        profile.append({"layer": " + ".join(layer.name for layer in layers), "forward_ms": 1e3 * f,
-                        "backward_ms": 1e3 * b,
+        f, b = row["forward_ms"] / 1e3, row["backward_ms"] / 1e3
+        profile.append({"layer": " + ".join(row["layers"]), "forward_ms": row["forward_ms"],
+                        "backward_ms": row["backward_ms"],
                         "forward_gflops": flops / f / 1e9 if flops else None,
-                        "backward_gflops": (flops if step[0] == 0 else 2 * flops) / b / 1e9 if flops else None})
-        h = out
+                        "backward_gflops": (flops if layers[0] is model.layers[0] else 2 * flops) / b / 1e9
+                        if flops else None})
     return profile
 
 
