@@ -227,9 +227,9 @@ def test_a_wrong_transform_breaks_the_bound():
 
 @pytest.mark.parametrize("avx512_blas", [False, True])
 def test_winograd_rule_by_the_blas_kernel(monkeypatch, avx512_blas):
-    """Where BLAS runs 512-bit kernels, im2col's product is fast enough that Winograd needs 64 channels."""
+    """Where BLAS runs 512-bit kernels at full width, im2col's product is fast enough that Winograd needs 64 channels."""
     monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")
-    monkeypatch.setattr(conv, "blas_has_avx512", lambda: avx512_blas)
+    monkeypatch.setattr(conv, "blas_has_full_width_avx512", lambda: avx512_blas)
     assert conv.use_winograd((3, 3, 32, 32), (1, 1), (32, 32)) is not avx512_blas
     assert conv.use_winograd((3, 3, 16, 64), (1, 1), (16, 16)) is not avx512_blas
     assert conv.use_winograd((3, 3, 64, 64), (1, 1), (16, 16))
@@ -247,9 +247,24 @@ def test_blas_kernel_is_read_from_openblas():
     assert out.split() == ["['Haswell']", "False"]
 
 
+@pytest.mark.parametrize("host_cpu, full_width", [("znver4", False), ("znver5", True), ("sapphirerapids", True)])
+def test_512_bit_blas_counts_as_full_width_except_on_cpus_that_split_it(monkeypatch, host_cpu, full_width):
+    """Zen 4 runs a 512-bit instruction as two 256-bit halves (its sgemm is no faster with OpenBLAS's
+    SkylakeX kernel than with Haswell, kernels.parallel), so there Winograd keeps the 256-bit rule."""
+    from llvmlite import binding
+
+    from numcnn.kernels import parallel
+
+    monkeypatch.setattr(binding, "get_host_cpu_name", lambda: host_cpu)
+    monkeypatch.setattr(parallel, "blas_has_avx512", lambda: True)
+    assert parallel.blas_has_full_width_avx512() is full_width
+    monkeypatch.setattr(parallel, "blas_has_avx512", lambda: False)  # 256-bit kernels: never full width
+    assert parallel.blas_has_full_width_avx512() is False
+
+
 def test_conv2d_routes_to_winograd_by_its_rule_and_the_environment_switch(monkeypatch):
     monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")  # the automatic rule (see use_winograd's docstring)
-    monkeypatch.setattr(conv, "blas_has_avx512", lambda: False)
+    monkeypatch.setattr(conv, "blas_has_full_width_avx512", lambda: False)
     assert conv.use_winograd((3, 3, 16, 32), (1, 1), (16, 16))
     assert not conv.use_winograd((3, 3, 3, 32), (1, 1), (16, 16))  # 3 input channels
     assert not conv.use_winograd((3, 3, 32, 64), (1, 1), (11, 11))  # a small map
@@ -280,7 +295,7 @@ def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_su
     from numcnn import layers
 
     monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")
-    monkeypatch.setattr(conv, "blas_has_avx512", lambda: False)  # the rule for 16 channels: Winograd (its test above)
+    monkeypatch.setattr(conv, "blas_has_full_width_avx512", lambda: False)  # the rule for 16 channels: Winograd (its test above)
     calls = []
     real_forward = winograd.winograd_conv3x3_forward
     monkeypatch.setattr(winograd, "winograd_conv3x3_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))

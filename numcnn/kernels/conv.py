@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd
-from .parallel import blas_has_avx512, image_chunks, run_chunks
+from .parallel import blas_has_full_width_avx512, image_chunks, run_chunks
 from .reference import conv2d_geometry
 
 
@@ -136,7 +136,8 @@ def col2im_for(kh, kw, channels):
 # NUMCNN_WINOGRAD in the environment overrides use_winograd's rule: "1" = wherever the kernel allows
 # (3x3, stride 1), "0" = never. Unset: the measured rule below.
 WINOGRAD_SETTING = os.environ.get("NUMCNN_WINOGRAD", "")
-# C_in and C_out at least this, by whether BLAS runs 512-bit kernels (``parallel.blas_has_avx512``; see below)
+# C_in and C_out at least this, by whether BLAS runs 512-bit kernels at full width
+# (``parallel.blas_has_full_width_avx512``; see below)
 WINOGRAD_MIN_CHANNELS = {False: 16, True: 64}
 WINOGRAD_MIN_SIZE = 16  # output height and width at least this
 
@@ -152,12 +153,18 @@ def use_winograd(w_shape, strides, output_size) -> bool:
     fast BLAS runs im2col's one big product:
 
     * BLAS with 256-bit kernels (AVX2 machines, and AVX-512 ones where ``OPENBLAS_CORETYPE=Haswell`` is set,
-      as on this project's machines): Winograd was faster where both channel counts are >= 16 and the output
+      as on this project's machines), or 512-bit ones on a CPU that runs them as two 256-bit halves (Zen 4):
+      Winograd was faster where both channel counts are >= 16 and the output
       map is at least 16x16 (AMD EPYC Zen 5 with OpenBLAS's ``Haswell`` kernel: 0.93-0.99x im2col's time at
       32 channels, 0.74-0.81x at 64, 0.95x on a 128x128x16 map; Zen 4 and the AVX2 settings gave the same
       picture, README), but slower on 3 input channels (its 16 products have K = C_in: too thin for BLAS)
-      and on small maps (13x13, 5x5: edge tiles and per-tile overhead).
-    * BLAS with 512-bit kernels (OpenBLAS's ``SkylakeX`` kernel on Zen 5: sgemm 1.8x faster): at 32
+      and on small maps (13x13, 5x5: edge tiles and per-tile overhead). On AMD EPYC Zen 4 with OpenBLAS's
+      512-bit ``SkylakeX`` kernel (sgemm no faster than with ``Haswell`` there, ``parallel``) it was 0.88x /
+      0.96x im2col's time at 32 channels (batch 32 / 64), 0.72x at 64, 0.95x at 16; whole models interleaved
+      (batch 32 training / 256 inference): the CIFAR-style model 42.4 / 73.6 ms with the 16-channel rule against
+      45.0 / 79.1 with the 64-channel one, the artwork CNN's inference 319 against 376 ms.
+    * BLAS with 512-bit kernels on a full-width CPU (OpenBLAS's ``SkylakeX`` kernel on Zen 5: sgemm 1.8x
+      faster): at 32
       channels neither was reliably faster (Winograd 0.81-1.32x im2col's time over two runs), from 64 on
       Winograd kept its lead (0.78-0.96x); so it needs 64. Whole models decide the 32-channel case (Zen 5,
       interleaved in one process, batch 32 training / 256 inference): the CIFAR-style model with the
@@ -173,7 +180,7 @@ def use_winograd(w_shape, strides, output_size) -> bool:
     if WINOGRAD_SETTING == "1":
         return True
     c_in, c_out = w_shape[2:]
-    return (min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS[blas_has_avx512()]
+    return (min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS[blas_has_full_width_avx512()]
             and min(output_size) >= WINOGRAD_MIN_SIZE)
 
 

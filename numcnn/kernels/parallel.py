@@ -57,6 +57,11 @@ MIN_CHUNK_BYTES = 256 << 10
 
 # OpenBLAS's kernels (threadpoolctl's ``architecture``, lower case) that use 512-bit vectors
 OPENBLAS_AVX512_KERNELS = {"skylakex", "cooperlake", "sapphirerapids"}
+# CPUs (LLVM's host CPU names) that execute a 512-bit instruction as two 256-bit halves, so that BLAS's 512-bit
+# kernels are no faster there than its 256-bit ones. AMD EPYC Zen 4 (znver4), sgemm n = 2048 on 2 threads
+# (benchmarks/run.py's ``sgemm_gflops``), 2026-12-04: 206 GFLOP/s with OpenBLAS's ``SkylakeX`` kernel, 214 with
+# ``Haswell`` (on Zen 5, full width: 416-431 against 237).
+HALF_WIDTH_AVX512_CPUS = {"znver4"}
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -151,6 +156,14 @@ def blas_has_avx512() -> bool:
     from llvmlite import binding
 
     return bool(binding.get_host_cpu_features().get("avx512f"))
+
+
+def blas_has_full_width_avx512() -> bool:
+    """Whether BLAS runs 512-bit kernels (``blas_has_avx512``) on a CPU that executes them at full width, i.e.
+    whether its GEMMs run about twice as fast as 256-bit ones would (not on ``HALF_WIDTH_AVX512_CPUS``)."""
+    from llvmlite import binding
+
+    return blas_has_avx512() and binding.get_host_cpu_name() not in HALF_WIDTH_AVX512_CPUS
 
 
 @contextlib.contextmanager
