@@ -98,10 +98,16 @@ def input_transform(x, top, left, th, tw, v):
                 for k in range(channels):
                     bt_d[0, c, k], bt_d[1, c, k], bt_d[2, c, k], bt_d[3, c, k] = _bt(
                         rows[0, c, k], rows[1, c, k], rows[2, c, k], rows[3, c, k])
-            for l in range(tw):  # (Bᵀ d) B: row ξ of a tile's Bᵀ d goes to e = 4ξ .. 4ξ+3
-                t, c = (n * th + i) * tw + l, 2 * l
-                for xi in range(4):
-                    e = 4 * xi
+            # (Bᵀ d) B: row ξ of a tile's Bᵀ d goes to e = 4ξ .. 4ξ+3. Row by row of the tiles, so that 4 of the
+            # 16 planes of v are written at a time, each tile after tile; tile by tile, with all 16 planes
+            # written for each tile, took 0.40 ms instead of 0.32 on a 4 MB chunk (8 images of 32x32x32, Zen 4,
+            # one thread; the same bits) and the CIFAR-style model's training step 39.4 instead of 38.1 ms
+            # (batch 32, interleaved A/B; the inverse order in input_gradient_transform was slower, 0.48 -> 0.73).
+            t0 = (n * th + i) * tw
+            for xi in range(4):
+                e = 4 * xi
+                for l in range(tw):
+                    t, c = t0 + l, 2 * l
                     for k in range(channels):
                         v[e, t, k], v[e + 1, t, k], v[e + 2, t, k], v[e + 3, t, k] = _bt(
                             bt_d[xi, c, k], bt_d[xi, c + 1, k], bt_d[xi, c + 2, k], bt_d[xi, c + 3, k])
