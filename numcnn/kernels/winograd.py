@@ -29,8 +29,9 @@ thread at a time with single-threaded BLAS (``kernels.parallel``). Neighbouring 
 ``dx_pad`` adds must not race: a chunk's tiles are added by one thread, in order, and every pixel receives
 its contributions in the same order whatever the number of threads: the result is the same bit for bit.
 
-Rounding: the transforms add up to 3 terms per 1-D pass and the filter transform's 1/2 is exact, so the extra error over a direct convolution is bounded
-(``tests/test_winograd.py`` derives the bound and checks it; the notebook ``01_convolution`` explains it).
+Rounding: the transforms add up to 3 terms per 1-D pass and the filter transform's 1/2 is exact, so the extra
+error over a direct convolution is bounded (``tests/test_winograd.py`` derives the bound and checks it; the
+notebook ``01_convolution`` explains it).
 """
 
 from __future__ import annotations
