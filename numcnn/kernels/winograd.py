@@ -103,7 +103,8 @@ def input_transform(x, top, left, th, tw, v):
             # 16 planes of v are written at a time, each tile after tile; tile by tile, with all 16 planes
             # written for each tile, took 0.40 ms instead of 0.32 on a 4 MB chunk (8 images of 32x32x32, Zen 4,
             # one thread; the same bits) and the CIFAR-style model's training step 39.4 instead of 38.1 ms
-            # (batch 32, interleaved A/B; the inverse order in input_gradient_transform was slower, 0.48 -> 0.73).
+            # (batch 32, interleaved A/B; the same order in input_gradient_transform was slower: 0.48 -> 0.73 ms
+            # on that chunk).
             t0 = (n * th + i) * tw
             for xi in range(4):
                 e = 4 * xi
