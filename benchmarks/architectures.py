@@ -223,6 +223,8 @@ def worker(framework: str, architecture: str, batch: int, steps: int, warmup: in
     and the process's peak RSS, in this process; with ``profile`` (numcnn) also its ``numcnn_profile``."""
     import resource
 
+    if framework == "numcnn":
+        import numcnn  # noqa: F401  (before NumPy, as numcnn asks: its thread settings only work then)
     import numpy as np
 
     if framework == "torch":

@@ -173,6 +173,9 @@ def torch_worker(x, y, xt, batch_sizes, warmup):
 
 
 def run_worker(args) -> None:
+    if args.worker == "numcnn":
+        sys.path.insert(0, str(HERE.parent))
+        import numcnn  # noqa: F401  (before NumPy, as numcnn asks: its thread settings only work then)
     x, y, xt, yt = load_data(args.train_images, args.test_images)
     worker = {"numcnn": numcnn_worker, "keras": keras_worker, "torch": torch_worker}[args.worker]
     results = worker(x, y, xt, args.batch_sizes, args.warmup)
@@ -268,7 +271,7 @@ def _cold_start_once(empty_cache: bool) -> float:
         import tempfile
 
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cold-")
-    code = ("import time; t = time.perf_counter(); import numpy as np, numcnn; "
+    code = ("import time; t = time.perf_counter(); import numcnn, numpy as np; "
             "m = numcnn.seed_mnist_model(0); m.compile('adam', 'sparse_categorical_crossentropy'); "
             "m.train_step(np.zeros((32, 28, 28, 1), np.float32), np.zeros(32, np.int64)); "
             "print(time.perf_counter() - t)")
