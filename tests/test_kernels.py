@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from numcnn import kernels as fast
-from numcnn.kernels import parallel, reference
+from numcnn.kernels import conv, parallel, reference
 from tests.gradcheck import check_gradient
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
@@ -266,6 +266,31 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads, monkeypatc
         numba.set_num_threads(previous)
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_fused_dense_backward_gives_the_bits_of_the_unfused_ops(need_dx, monkeypatch):
+    """The fused op's dense backward routes the pooled gradient to ``dz`` one chunk of images at a time; the
+    unfused ops build the whole ``dz`` (MaxPooling2D's backward) and then run Conv2D's backward on it. The
+    same numbers in the same products: the same bits (float32, several chunks, a first layer's case too)."""
+    monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 1)  # a small layer that still splits into MIN_CHUNKS chunks
+    rng = np.random.default_rng(5)
+    x, w, b = (rng.normal(size=s).astype(np.float32) for s in ((20, 11, 11, 3), (5, 5, 3, 8), (8,)))
+    conv_args, pool_args = ((2, 2), "same"), ((3, 3), (2, 2), "same")
+    z, conv_cache = fast.conv2d_forward(x, w, b, *conv_args)
+    p, pool_cache = fast.maxpool2d_forward(fast.relu_forward(z)[0], *pool_args)
+    fused_y, fused_cache = fast.conv_pool_forward(x, w, b, *conv_args, *pool_args, relu=True, method="gemm")
+    np.testing.assert_array_equal(fused_y, p)
+    dy = rng.normal(size=p.shape).astype(np.float32)
+    dz = fast.maxpool2d_backward(dy, pool_cache) * (z > 0)  # ReLU's backward: dy where its input was > 0
+    expected = fast.conv2d_backward(dz, conv_cache, need_dx)
+    got = fast.conv_pool_backward(dy, fused_cache, need_dx, winners=False)
+    assert len(conv.conv_chunks(x, w, *z.shape[1:3])) > 1
+    for a, b_ in zip(got, expected):
+        if b_ is None:
+            assert a is None
+        else:
+            np.testing.assert_array_equal(a, b_)
 
 
 def test_chunked_gemm_kernels_are_bit_identical_across_thread_counts(monkeypatch):

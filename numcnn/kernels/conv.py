@@ -249,27 +249,38 @@ def conv2d_backward(dy, cache, need_dx=True):
     With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None."""
     if isinstance(cache, winograd.WinogradCache):  # the forward ran Winograd: its own backward
         return winograd.winograd_conv3x3_backward(dy, cache, need_dx)
+    dy = np.ascontiguousarray(dy)
+    return conv2d_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop], cache, need_dx)
+
+
+def conv2d_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_dx=True):
+    """``conv2d_backward`` (of an im2col + GEMM forward) with the output gradient made one chunk of images at a
+    time: ``dy_chunk(start, stop, buffer)`` returns the gradient of images ``start:stop`` (contiguous, shape
+    ``(stop - start, OH, OW, C_out)``, of ``dtype``) on the thread that then uses it, where ``buffer`` is a
+    scratch array of that shape it may fill and return. A gradient computed so (the fused Conv2D + MaxPooling2D's, routed from
+    the pooled one) is read from cache by the chunk's products and never stored whole. The same products in
+    the same order: the same bits as ``conv2d_backward`` of the whole gradient."""
     x, w, strides, pads = cache
     kh, kw, c_in, c_out = w.shape
-    _, oh, ow, _ = dy.shape
+    _, oh, ow, _ = dy_shape
     top, _, left, _ = pads
-    dy = np.ascontiguousarray(dy)
     w2 = w.reshape(-1, c_out)
     chunks = conv_chunks(x, w, oh, ow)
     dw_parts = np.empty((len(chunks), *w2.shape), dtype=w.dtype)  # one partial sum per chunk, added in order
     db_parts = np.empty((len(chunks), c_out), dtype=w.dtype)  # the same for db, while the chunk's dy is in cache
-    dx = np.zeros(x.shape, dtype=dy.dtype) if need_dx else None
+    dx = np.zeros(x.shape, dtype=dtype) if need_dx else None
     col2im = col2im_for(kh, kw, c_in)
 
     def work(share):
         dcols_buffer = None  # one buffer for all of this thread's chunks, sized for the largest
+        dy_buffer = np.empty((share.most_images, oh, ow, c_out), dtype)
         for i, start, stop, cols in im2col_chunks(x, w, strides, pads, oh, ow, share):
-            dy_rows = dy[start:stop].reshape(-1, c_out)
+            dy_rows = dy_chunk(start, stop, dy_buffer[:stop - start]).reshape(-1, c_out)
             np.matmul(cols.T, dy_rows, out=dw_parts[i])
             np.sum(dy_rows, axis=0, out=db_parts[i])
             if need_dx:
                 if dcols_buffer is None:
-                    dcols_buffer = np.empty((share.most_images * oh * ow, cols.shape[1]), dy.dtype)
+                    dcols_buffer = np.empty((share.most_images * oh * ow, cols.shape[1]), dtype)
                 dcols = np.matmul(dy_rows, w2.T, out=dcols_buffer[:len(cols)])
                 col2im(dcols, kh, kw, strides[0], strides[1], top, left, oh, ow, dx[start:stop])
 

@@ -46,9 +46,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import winograd
-from .conv import conv2d_backward, conv_chunks, im2col_chunks, use_winograd
+from .conv import conv2d_backward_by_chunks, conv_chunks, im2col_chunks, use_winograd
 from .parallel import run_chunks
-from .pool import maxpool2d_backward, maxpool_images, pool_window_row, route_window_row
+from .pool import maxpool_backward_images, maxpool_images, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
 
 # Below this receptive-field size a GEMM is too thin for BLAS to run well (K = 9 ran at 8% of peak).
@@ -166,10 +166,18 @@ def winners_backward_pays(w_shape) -> bool:
 def _dense_backward(dy, cache, need_dx):
     """The backward as the unfused ops run it: ``dz`` = ``dy`` masked by ReLU's derivative ``[y > 0]`` and
     routed to each window's winner (``pool.maxpool2d_backward``), then ``conv.conv2d_backward`` from ``dz``
-    (im2col + GEMM, padding implicitly), whose ``db = sum dz`` is the bias gradient."""
+    (im2col + GEMM, padding implicitly), whose ``db = sum dz`` is the bias gradient — but ``dz`` made one
+    chunk of images at a time, by the thread whose products then read it from cache, never stored whole
+    (``conv.conv2d_backward_by_chunks``; the same bits)."""
     _, x, _, w, strides, pads, (oh, ow, *pool), y, winner, relu = cache
-    dz = maxpool2d_backward(dy, ((len(dy), oh, ow, w.shape[3]), winner, pool), relu_output=y if relu else None)
-    return conv2d_backward(dz, (x, w, strides, pads), need_dx)
+    relu_output = y if relu else None
+
+    def dz_chunk(start, stop, buffer):
+        maxpool_backward_images(dy, relu_output, winner, pool, start, stop, buffer)
+        return buffer
+
+    return conv2d_backward_by_chunks((len(dy), oh, ow, w.shape[3]), dy.dtype, dz_chunk, (x, w, strides, pads),
+                                     need_dx)
 
 
 def _padded(x, pads):

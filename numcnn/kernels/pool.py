@@ -247,16 +247,22 @@ def maxpool2d_by_chunks(x_shape, dtype, pool_size=(2, 2), strides=None, padding=
 def maxpool2d_backward(dy, cache, relu_output=None):
     """``dx[winner] += dy`` for every output; with ``relu_output`` (``y``, when a ReLU follows the pooling,
     as in the fused Conv2D + MaxPooling2D), only where ``y > 0``: ReLU's derivative."""
-    x_shape, winner, (ph, pw, *pool) = cache
+    x_shape, winner, pool = cache
     dx = np.empty(x_shape, dtype=dy.dtype)
     dy = np.ascontiguousarray(dy)
+    _over_images(dx, lambda start, stop: maxpool_backward_images(dy, relu_output, winner, pool, start, stop,
+                                                                 dx[start:stop]))
+    return dx
+
+
+def maxpool_backward_images(dy, relu_output, winner, pool, start, stop, dx):
+    """``maxpool2d_backward`` of images ``start:stop`` only, written to ``dx`` (their input gradient, zeroed
+    here), on the calling thread: ``pool`` is the cache's ``(PH, PW, SH, SW, top, left)``."""
+    ph, pw, *strides_and_pads = pool
     relu = relu_output is not None
     y = relu_output if relu else dy
-    kernel = _maxpool_backward_kernel(ph, pw)
-
-    _over_images(dx, lambda start, stop: kernel(dy[start:stop], y[start:stop], relu, winner[start:stop], *pool,
-                                                dx[start:stop]))
-    return dx
+    _maxpool_backward_kernel(ph, pw)(dy[start:stop], y[start:stop], relu, winner[start:stop], *strides_and_pads,
+                                     dx)
 
 
 # --------------------------------------------------------------------------------------------------------
