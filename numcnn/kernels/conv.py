@@ -260,9 +260,9 @@ def conv2d_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_dx=True):
     """``conv2d_backward`` (of an im2col + GEMM forward) with the output gradient made one chunk of images at a
     time: ``dy_chunk(start, stop, buffer)`` returns the gradient of images ``start:stop`` (contiguous, shape
     ``(stop - start, OH, OW, C_out)``, of ``dtype``) on the thread that then uses it, where ``buffer`` is a
-    scratch array of that shape it may fill and return. A gradient computed so (the fused Conv2D + MaxPooling2D's, routed from
-    the pooled one) is read from cache by the chunk's products and never stored whole. The same products in
-    the same order: the same bits as ``conv2d_backward`` of the whole gradient."""
+    scratch array of that shape it may fill and return. A gradient computed so (the fused Conv2D +
+    MaxPooling2D's, routed from the pooled one) is read from cache by the chunk's products and never stored
+    whole. The same products in the same order: the same bits as ``conv2d_backward`` of the whole gradient."""
     x, w, strides, pads = cache
     kh, kw, c_in, c_out = w.shape
     _, oh, ow, _ = dy_shape
@@ -276,6 +276,7 @@ def conv2d_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_dx=True):
 
     def work(share):
         dcols_buffer = None  # one buffer for all of this thread's chunks, sized for the largest
+        # dy_chunk's scratch (conv2d_backward's dy_chunk returns slices of dy and leaves it untouched)
         dy_buffer = np.empty((share.most_images, oh, ow, c_out), dtype)
         for i, start, stop, cols in im2col_chunks(x, w, strides, pads, oh, ow, share):
             dy_rows = dy_chunk(start, stop, dy_buffer[:stop - start]).reshape(-1, c_out)
