@@ -35,7 +35,6 @@ HERE = Path(__file__).resolve().parent
 def load_data(n_train: int, n_test: int):
     import numpy as np
 
-    sys.path.insert(0, str(HERE.parent))
     from numcnn.datasets import load_fashion_mnist
 
     (x, y), (xt, yt) = load_fashion_mnist(download=False)
@@ -173,8 +172,8 @@ def torch_worker(x, y, xt, batch_sizes, warmup):
 
 
 def run_worker(args) -> None:
+    sys.path.insert(0, str(HERE.parent))  # numcnn from this checkout (load_data reads its datasets module)
     if args.worker == "numcnn":
-        sys.path.insert(0, str(HERE.parent))
         import numcnn  # noqa: F401  (before NumPy, as numcnn asks: its thread settings only work then)
     x, y, xt, yt = load_data(args.train_images, args.test_images)
     worker = {"numcnn": numcnn_worker, "keras": keras_worker, "torch": torch_worker}[args.worker]
