@@ -309,8 +309,9 @@ def numcnn_profile(architecture: str, batch: int, repeats: int) -> dict:
 def training_flops(architecture: str, batch: int) -> tuple[float, float]:
     """``(direct, as_run)``: floating-point operations of one training step's convolutions and dense layers
     (2 per multiply-add; forward, input gradient except the first layer's, weight gradient), directly and
-    as numcnn runs them: Winograd F(2x2, 3x3)'s 16/36 of the multiplications on the convolutions that
-    ``kernels.conv.use_winograd`` sends to it (never a Conv2D fused with its MaxPooling2D)."""
+    as numcnn runs them: Winograd F(m x m, 3x3)'s (m+2)² / (9 m²) of the multiplications (F(4x4, 3x3): 36/144) on
+    the convolutions that ``kernels.conv.use_winograd`` sends to it (never a Conv2D fused with its MaxPooling2D
+    in training, the only place these counts are used)."""
     import numcnn
     from numcnn import layers
 
@@ -318,7 +319,7 @@ def training_flops(architecture: str, batch: int) -> tuple[float, float]:
     model = numcnn.Sequential(build_layers(layers, shape, spec, layers.Input), seed=0)
     import numpy as np
 
-    from numcnn.kernels.conv import use_winograd
+    from numcnn.kernels.conv import WINOGRAD_TILE, use_winograd
 
     fused = {first for first, last in model.steps() if last > first}
     direct = winograd = 0.0
@@ -335,7 +336,7 @@ def training_flops(architecture: str, batch: int) -> tuple[float, float]:
         direct += total
         fast = isinstance(layer, layers.Conv2D) and index not in fused and use_winograd(
             kernel.shape, layer.strides, layer.output_shape[:2])
-        winograd += total * (16 / 36 if fast else 1)
+        winograd += total * ((WINOGRAD_TILE + 2) ** 2 / (9 * WINOGRAD_TILE ** 2) if fast else 1)
         first = False
     return direct, winograd
 

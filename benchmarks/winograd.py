@@ -1,14 +1,16 @@
-"""Winograd F(2x2, 3x3) vs the im2col + GEMM convolution, per layer shape: interleaved A/B timing.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) vs the im2col + GEMM convolution, per layer shape: interleaved timing.
 
     python benchmarks/winograd.py                # every shape, 41 alternations each
     python benchmarks/winograd.py --repeats 11   # quicker
 
 For each 3x3 stride-1 layer shape (the CIFAR-style model's four convolutions of benchmarks/architectures.py,
-the seed model's, and a few more), in one process: the two implementations alternate ``--repeats`` times
-(A, B, A, B, ...), each time one forward and one backward (dx, dw, db), and the table reports the medians and
-their ratio. Alternating keeps slow drifts of a shared CPU (other processes, frequency) out of the ratio; the
-medians keep single interruptions out. Also printed: the max |Winograd - im2col| of the forward, relative to
-max |y|, so that speed is never read without accuracy. The first line names the CPU.
+the seed model's, the artwork CNN's, and a few more), in one process: the three implementations take turns
+``--repeats`` times (A, B, C, A, B, C, ...), each time one forward and one backward (dx, dw, db), and the table
+reports the medians and their ratios to im2col. Taking turns keeps slow drifts of a shared CPU (other processes,
+frequency) out of the ratios; the medians keep single interruptions out. Also printed: the max |Winograd -
+im2col| of each forward, relative to max |y|, so that speed is never read without accuracy. The first line
+names the CPU and the BLAS kernel. The table also goes to ``benchmarks/results/winograd_<kernel>.md`` (one file per
+OpenBLAS kernel, e.g. ``SkylakeX`` and, with ``OPENBLAS_CORETYPE=Haswell``, ``Haswell``).
 """
 
 from __future__ import annotations
@@ -36,8 +38,12 @@ SHAPES = [
     ("seed conv2 (32 -> 64)", 32, 13, 13, 32, 64, "valid"),
     ("seed conv2 (32 -> 64)", 128, 13, 13, 32, 64, "valid"),
     ("seed conv3 (64 -> 64)", 128, 5, 5, 64, 64, "valid"),
+    ("artwork conv2 (32 -> 64)", 32, 63, 63, 32, 64, "valid"),
+    ("artwork conv3 (64 -> 128)", 32, 30, 30, 64, 128, "valid"),
     ("128x128, 16 -> 16", 32, 128, 128, 16, 16, "same"),
+    ("32x32, 8 -> 16", 32, 32, 32, 8, 16, "same"),
 ]
+TILES = (2, 4)  # Winograd F(2x2, 3x3) and F(4x4, 3x3)
 
 
 def step(forward, backward, x, w, b, dy, padding):
@@ -49,6 +55,8 @@ def step(forward, backward, x, w, b, dy, padding):
 
 
 def compare(batch, height, width, c_in, c_out, padding, repeats, dtype):
+    """Median ms of im2col and of each Winograd tile size (forward + backward), Winograd's max relative
+    difference from im2col's forward per tile size, and what ``use_winograd`` picks."""
     import numpy as np
 
     from numcnn.kernels import conv, winograd
@@ -57,39 +65,56 @@ def compare(batch, height, width, c_in, c_out, padding, repeats, dtype):
     x = rng.normal(size=(batch, height, width, c_in)).astype(dtype)
     w = rng.normal(scale=(9 * c_in) ** -0.5, size=(3, 3, c_in, c_out)).astype(dtype)
     b = np.zeros(c_out, dtype)
-    im2col = (lambda x, w, b, p: conv.conv2d_forward(x, w, b, (1, 1), p, winograd_rule=False), conv.conv2d_backward)
-    wino = (winograd.winograd_conv3x3_forward, winograd.winograd_conv3x3_backward)
-    y_direct, _ = im2col[0](x, w, b, padding)
-    y_wino, _ = wino[0](x, w, b, padding)
+    methods = {"im2col": (lambda x, w, b, p: conv.conv2d_forward(x, w, b, (1, 1), p, winograd_rule=False),
+                          conv.conv2d_backward)}
+    for tile in TILES:
+        methods[tile] = (lambda x, w, b, p, tile=tile: winograd.winograd_conv3x3_forward(x, w, b, p, tile=tile),
+                         winograd.winograd_conv3x3_backward)
+    y_direct, _ = methods["im2col"][0](x, w, b, padding)
     dy = rng.normal(size=y_direct.shape).astype(dtype)
-    error = float(np.abs(y_wino - y_direct).max() / np.abs(y_direct).max())
-    times = {"im2col": [], "winograd": []}
+    errors = {tile: float(np.abs(methods[tile][0](x, w, b, padding)[0] - y_direct).max() / np.abs(y_direct).max())
+              for tile in TILES}
+    times = {name: [] for name in methods}
     for _ in range(2):  # warm-up (compilation, page faults)
-        step(*im2col, x, w, b, dy, padding), step(*wino, x, w, b, dy, padding)
+        for pair in methods.values():
+            step(*pair, x, w, b, dy, padding)
     for _ in range(repeats):
-        times["im2col"].append(step(*im2col, x, w, b, dy, padding))
-        times["winograd"].append(step(*wino, x, w, b, dy, padding))
-    direct_ms, wino_ms = (statistics.median(times[k]) * 1e3 for k in ("im2col", "winograd"))
+        for name, pair in methods.items():
+            times[name].append(step(*pair, x, w, b, dy, padding))
+    medians = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     chosen = conv.use_winograd(w.shape, (1, 1), y_direct.shape[1:3])
-    return direct_ms, wino_ms, error, "Winograd" if chosen else "im2col"
+    return medians, errors, f"F({conv.WINOGRAD_TILE}x{conv.WINOGRAD_TILE})" if chosen else "im2col"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=41)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--out-dir", default=str(HERE / "results"), help="where winograd_<kernel>.md goes")
     args = parser.parse_args(argv)
     import run
 
-    print(f"CPU: {run.cpu_name()}; {os.cpu_count()} cores; {args.dtype}; forward + backward per call, "
-          f"median of {args.repeats} interleaved calls each")
-    print("| layer | batch | input | im2col ms | Winograd ms | Winograd / im2col | max rel. diff | use_winograd picks |")
-    print("|---|---|---|---|---|---|---|---|")
+    import numcnn  # noqa: F401  (before NumPy, as numcnn asks)
+    import threadpoolctl
+
+    kernels = sorted({lib.get("architecture", "?") for lib in threadpoolctl.threadpool_info()
+                      if lib.get("internal_api") == "openblas"})
+    lines = [f"CPU: {run.cpu_name()}; {os.cpu_count()} cores; OpenBLAS kernel {', '.join(kernels)}; {args.dtype}; "
+             f"forward + backward per call, median of {args.repeats} calls each, taking turns; {time.strftime('%Y-%m-%d')}",
+             "",
+             "| layer | batch | input | im2col ms | F(2x2) ms | F(4x4) ms | F(2x2) / im2col | F(4x4) / im2col | "
+             "max rel. diff F(2x2) / F(4x4) | `use_winograd` picks |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    print(*lines, sep="\n")
     for label, batch, height, width, c_in, c_out, padding in SHAPES:
-        direct_ms, wino_ms, error, chosen = compare(batch, height, width, c_in, c_out, padding, args.repeats,
-                                                    args.dtype)
-        print(f"| {label} | {batch} | {height}x{width}x{c_in} {padding} | {direct_ms:.2f} | {wino_ms:.2f} | "
-              f"{wino_ms / direct_ms:.2f} | {error:.1e} | {chosen} |", flush=True)
+        ms, errors, chosen = compare(batch, height, width, c_in, c_out, padding, args.repeats, args.dtype)
+        lines.append(f"| {label} | {batch} | {height}x{width}x{c_in} {padding} | {ms['im2col']:.2f} | {ms[2]:.2f} | "
+                     f"{ms[4]:.2f} | {ms[2] / ms['im2col']:.2f} | {ms[4] / ms['im2col']:.2f} | "
+                     f"{errors[2]:.1e} / {errors[4]:.1e} | {chosen} |")
+        print(lines[-1], flush=True)
+    out = Path(args.out_dir) / f"winograd_{'_'.join(kernels)}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("wrote", out)
     return 0
 
 

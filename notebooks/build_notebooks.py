@@ -104,14 +104,28 @@ g = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=float)
 U, V = G @ g @ G.T, BT @ d @ BT.T       # transformed filter and tile (4x4 each)
 Y = AT @ (U * V) @ AT.T                 # 16 products, then additions only
 print("Winograd:", Y.tolist(), " by hand:", by_hand.tolist())"""),
+    ("md", """### Larger tiles: F(4x4, 3x3), the one numcnn runs
+
+The same construction with more interpolation points ($0, \\pm 1, \\pm 2, \\infty$) gets **4 outputs of a 3-tap filter
+from 6 inputs with 6 multiplications** (instead of 12), and in 2-D a 4x4 output tile from a 6x6 input tile with
+**36 multiplications instead of 144: 4x fewer**. Its transformed tiles are $36/16 = 2.25$ times the input's size,
+against $16/4 = 4$ times for F(2x2, 3x3), so it also makes *less* memory traffic — on the CPUs numcnn was measured on
+it took 0.4-0.9x im2col's time where F(2x2) took 0.6-1.3x (README, "Winograd"). The price is in the matrices:
+coefficients up to 8, and $\\tfrac16, \\tfrac1{12}, \\tfrac1{24}$ in $G$, which binary floating point cannot hold exactly."""),
+    ("code", """BT4, G4, AT4 = reference.WINOGRAD_MATRICES[4]
+print("B^T =\\n", BT4, "\\nG =\\n", G4.round(4), "\\nA^T =\\n", AT4)
+d6 = np.arange(36, dtype=float).reshape(6, 6) % 7           # any 6x6 tile
+Y4 = AT4 @ ((G4 @ g @ G4.T) * (BT4 @ d6 @ BT4.T)) @ AT4.T    # 36 products
+direct4 = np.array([[np.sum(d6[r:r + 3, c:c + 3] * g) for c in range(4)] for r in range(4)])  # 144 products
+print("F(4x4, 3x3) == direct:", np.allclose(Y4, direct4), "  max difference", np.abs(Y4 - direct4).max())"""),
     ("md", """With channels, the products of one transformed position $(\\xi, \\nu)$ over all tiles and channels form one matrix
 product: $M_{\\xi\\nu} = V_{\\xi\\nu} U_{\\xi\\nu}$ with $V_{\\xi\\nu}$ (tiles x $C_{in}$) and $U_{\\xi\\nu}$ ($C_{in}$ x $C_{out}$). So the fast
-kernel (`numcnn.kernels.winograd`) is 16 BLAS products plus Numba transforms. The backward pass runs the same steps
+kernel (`numcnn.kernels.winograd`) is 16 (F(2x2)) or 36 (F(4x4)) BLAS products plus Numba transforms. The backward pass runs the same steps
 transposed: $dM = A\\, dY\\, A^T$, then $dV = dM\\, U^T$ and $dx$ += $B\\, dV B^T$ per tile (tiles overlap, so their
 contributions add up), and $dU = V^T dM$, $dw = G^T dU\\, G$.
 
-**The price is rounding.** The transforms only multiply by $0, \\pm 1, \\pm\\tfrac12$ (exact in binary), but they
-*add and subtract before multiplying*: every product $x\\,w$ of the direct sum is spread over several terms that cancel
+**The price is rounding.** F(2x2, 3x3)'s transforms only multiply by $0, \\pm 1, \\pm\\tfrac12$ (exact in binary), but
+they *add and subtract before multiplying*: every product $x\\,w$ of the direct sum is spread over several terms that cancel
 in exact arithmetic, and each carries its own rounding error. The standard bound $|\\hat y - y| \\le \\gamma_m \\sum|\\text{terms}|$
 (with $\\gamma_m = m u / (1 - m u)$, $u$ the unit roundoff, $m$ the roundings a term passes through) therefore has a larger
 sum for Winograd: the same algorithm run with $|B^T|, |G|, |A^T|$ on $|x|, |w|$. `tests/test_winograd.py` derives $m$ for
@@ -123,24 +137,29 @@ bs = np.zeros(32, np.float32)
 direct = dict(padding="same", winograd_rule=False)                  # im2col + GEMM, whatever the shape
 exact, _ = kernels.conv2d_forward(xs.astype(np.float64), ws.astype(np.float64), bs.astype(np.float64), **direct)
 y_direct, _ = kernels.conv2d_forward(xs, ws, bs, **direct)           # direct sum, float32
-y_wino, _ = winograd.winograd_conv3x3_forward(xs, ws, bs, "same")    # Winograd, float32
-err_direct, err_wino = np.abs(y_direct - exact).ravel(), np.abs(y_wino - exact).ravel()
-print(f"float32 max error vs float64: direct {err_direct.max():.2e}, Winograd {err_wino.max():.2e} "
-      f"(mean {err_direct.mean():.2e} vs {err_wino.mean():.2e}); max |y| = {np.abs(exact).max():.2f}")
-bins = np.logspace(-10, -5, 60)
+errors = {"direct (im2col + GEMM)": np.abs(y_direct - exact).ravel()}
+for tile in (2, 4):                                                  # Winograd, float32
+    y_wino, _ = winograd.winograd_conv3x3_forward(xs, ws, bs, "same", tile=tile)
+    errors[f"Winograd F({tile}x{tile}, 3x3)"] = np.abs(y_wino - exact).ravel()
+print(f"max |y| = {np.abs(exact).max():.2f}; float32 error vs float64:")
+for name, err in errors.items():
+    print(f"  {name:24s} max {err.max():.2e}, mean {err.mean():.2e}")
+bins = np.logspace(-10, -4, 70)
 plt.figure(figsize=(7, 3))
-plt.hist(err_direct, bins=bins, alpha=0.6, label="direct (im2col + GEMM)")
-plt.hist(err_wino, bins=bins, alpha=0.6, label="Winograd F(2x2, 3x3)")
+for name, err in errors.items():
+    plt.hist(err, bins=bins, alpha=0.5, label=name)
 plt.xscale("log"); plt.xlabel("|float32 result - exact|"); plt.ylabel("outputs"); plt.legend()
 plt.title("Rounding error of one 3x3 conv layer, 262,144 outputs"); plt.tight_layout(); plt.show()"""),
-    ("md", """Here the two error distributions nearly coincide, and the direct product even has the longer tail: Winograd's
-worst-case bound is larger (its absolute sum is 10-30x the direct one's at the worst output), but its sums are
-shorter — $C_{in} = 32$ terms per matrix product instead of $9 C_{in} = 288$ — and typical errors stay far below the
-bound. Both are around $10^{-7}$ for unit-size outputs in float32: far below what training notices, but not bit-equal. That matters where numcnn relies on equal
-receptive fields giving **equal** outputs — the fused Conv2D + MaxPooling2D kernel keeps TensorFlow's first-maximum
-tie rule that way — so that path never uses Winograd. Whether Winograd is *faster* depends on the shape: its
-matrix products are 2.25x smaller, but its transforms make extra passes over memory (the README's Winograd section has
-the measurements and the rule `kernels.conv.use_winograd` applies)."""),
+    ("md", """Here F(2x2, 3x3)'s error distribution nearly coincides with the direct sum's, which even has the longer tail:
+Winograd's worst-case bound is larger (its absolute sum is 10-30x the direct one's at the worst output), but its sums
+are shorter — $C_{in} = 32$ terms per matrix product instead of $9 C_{in} = 288$ — and typical errors stay far below
+the bound. F(4x4, 3x3) sits higher (here 5x on average, 14x at the worst output): its coefficients up to 8 and its
+rounded $\\tfrac16$ grow every term's error. Around $10^{-6}$ for outputs of size ~4 in float32 is still far below
+what training notices, but none of them is bit-equal to the direct sum. That matters where numcnn relies on equal receptive fields giving **equal**
+outputs — the fused Conv2D + MaxPooling2D kernel keeps TensorFlow's first-maximum tie rule that way — so that path
+uses Winograd at inference only. Whether Winograd is *faster* depends on the shape: its matrix products are 4x
+(2.25x) smaller, but its transforms make extra passes over memory (the README's Winograd section has the
+measurements and the rule `kernels.conv.use_winograd` applies)."""),
 ]
 
 NOTEBOOKS["02_pooling_dense_activations"] = [

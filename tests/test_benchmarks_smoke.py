@@ -54,6 +54,25 @@ def test_architecture_suite_quick_run_writes_a_row_per_architecture(tmp_path):
     assert any(f"{kernel} kernel" in data["cpu"] for kernel in kernels), data["cpu"]
 
 
+def test_winograd_benchmark_writes_a_row_per_shape_with_the_rules_pick(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "winograd.py"), "--repeats", "1",
+                             "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [table] = tmp_path.glob("winograd_*.md")
+    rows = [line.split(" | ") for line in table.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import winograd as benchmark
+
+    from numcnn.kernels import conv
+
+    assert len(rows) == 1 + len(benchmark.SHAPES)  # the header, then one row per shape
+    for row, (_, _, height, width, c_in, c_out, padding) in zip(rows[1:], benchmark.SHAPES):
+        oh, ow = (height, width) if padding == "same" else (height - 2, width - 2)
+        picks_winograd = conv.use_winograd((3, 3, c_in, c_out), (1, 1), (oh, ow))
+        assert row[-1].strip(" |") == ("F(4x4)" if picks_winograd else "im2col")
+        assert all(float(ms) > 0 for ms in row[3:6])
+
+
 def test_the_suites_gan_pair_is_numcnn_generate_gans_networks():
     """The benchmark's generator/discriminator are numcnn.generate.gan's (MNIST, its default widths): the same
     layer kinds, output shapes and parameter counts (the discriminator's head: 10 logits instead of 1 + 10)."""

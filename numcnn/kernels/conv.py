@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd
-from .parallel import blas_has_full_width_avx512, image_chunks, run_chunks
+from .parallel import image_chunks, run_chunks
 from .reference import conv2d_geometry
 
 
@@ -139,40 +139,26 @@ def col2im_for(kh, kw, channels):
 # NUMCNN_WINOGRAD in the environment overrides use_winograd's rule: "1" = wherever the kernel allows
 # (3x3, stride 1), "0" = never. Unset: the measured rule below.
 WINOGRAD_SETTING = os.environ.get("NUMCNN_WINOGRAD", "")
-# C_in and C_out at least this, by whether BLAS runs 512-bit kernels at full width
-# (``parallel.blas_has_full_width_avx512``; see below)
-WINOGRAD_MIN_CHANNELS = {False: 16, True: 64}
-WINOGRAD_MIN_SIZE = 16  # output height and width at least this
+WINOGRAD_TILE = 4  # F(4x4, 3x3): the output tile size numcnn runs (``winograd`` also has F(2x2, 3x3), tile 2)
+WINOGRAD_MIN_CHANNELS = 16  # C_in and C_out at least this
+WINOGRAD_MIN_SIZE = 11  # output height and width at least this
 
 
 def use_winograd(w_shape, strides, output_size) -> bool:
-    """The one place that decides whether ``conv2d_forward`` runs Winograd F(2x2, 3x3) (``kernels.winograd``)
-    instead of im2col + GEMM.
+    """The one place that decides whether ``conv2d_forward`` runs Winograd F(4x4, 3x3) (``kernels.winograd``,
+    ``WINOGRAD_TILE``) instead of im2col + GEMM.
 
     Only a 3x3 kernel at stride 1 can (the algorithm's tiles assume both). Where it pays was measured with
-    ``benchmarks/winograd.py`` (forward + backward, interleaved A/B, medians; README section "Winograd"),
-    both run as chunks of images on numcnn's threads with single-threaded BLAS, 2 threads. Winograd does
-    2.25x fewer multiplications but adds passes over memory (its transforms), so where it pays depends on how
-    fast BLAS runs im2col's one big product:
-
-    * BLAS with 256-bit kernels (AVX2 machines, and AVX-512 ones where ``OPENBLAS_CORETYPE=Haswell`` is set,
-      as on this project's machines), or 512-bit ones on a CPU that runs them as two 256-bit halves (Zen 4):
-      Winograd was faster where both channel counts are >= 16 and the output
-      map is at least 16x16 (AMD EPYC Zen 5 with OpenBLAS's ``Haswell`` kernel: 0.93-0.99x im2col's time at
-      32 channels, 0.74-0.81x at 64, 0.95x on a 128x128x16 map; Zen 4 and the AVX2 settings gave the same
-      picture, README), but slower on 3 input channels (its 16 products have K = C_in: too thin for BLAS)
-      and on small maps (13x13, 5x5: edge tiles and per-tile overhead). On AMD EPYC Zen 4 with OpenBLAS's
-      512-bit ``SkylakeX`` kernel (sgemm no faster than with ``Haswell`` there, ``parallel``) it was 0.88x /
-      0.96x im2col's time at 32 channels (batch 32 / 64), 0.72x at 64, 0.95x at 16; whole models interleaved
-      (batch 32 training / 256 inference): the CIFAR-style model 42.4 / 73.6 ms with the 16-channel rule against
-      45.0 / 79.1 with the 64-channel one, the artwork CNN's inference 319 against 376 ms.
-    * BLAS with 512-bit kernels on a full-width CPU (OpenBLAS's ``SkylakeX`` kernel on Zen 5: sgemm 1.8x
-      faster): at 32
-      channels neither was reliably faster (Winograd 0.81-1.32x im2col's time over two runs), from 64 on
-      Winograd kept its lead (0.78-0.96x); so it needs 64. Whole models decide the 32-channel case (Zen 5,
-      interleaved in one process, batch 32 training / 256 inference): the CIFAR-style model with the
-      64-channel rule 26.0 / 52.2 ms against 27.6 / 54.3 with the 16-channel one; with the 256-bit kernel
-      the other way round, 35.1 / 75.4 against 32.1 / 71.1 ms.
+    ``benchmarks/winograd.py`` (forward + backward, interleaved, medians; README section "Winograd"), all
+    run as chunks of images on numcnn's threads with single-threaded BLAS, 2 threads, on AMD EPYC Zen 5, once
+    with OpenBLAS's 512-bit ``SkylakeX`` kernel and once with its 256-bit ``Haswell`` one (which is what an AVX2
+    CPU, or Zen 4 with its half-width AVX-512, runs at about the same speed). F(4x4, 3x3) does 4x fewer
+    multiplications than im2col (F(2x2, 3x3) 2.25x) and its transformed tiles are 2.25x the size of its input
+    (F(2x2)'s 4x), so it took less time than both on every shape with at least 16 channels in and out and
+    an output of at least 11x11: 0.5-0.9x im2col's time with either kernel (the seed model's 13x13x32 -> 64 at
+    batch 32: 0.67-0.76). Below that it does not pay: on 3 input channels its products have K = C_in, too thin
+    for BLAS (1.5-1.7x im2col's time), at 8 channels it was even (0.95-0.97), and on a 3x3 output (the seed
+    model's third conv) its 6x6 tiles are mostly padding (1.02).
 
     Its results differ from the direct convolution's by rounding (bounded in tests/test_winograd.py), so the
     fused Conv2D + MaxPooling2D kernel, whose first-maximum tie rule in training needs equal receptive fields
@@ -182,14 +168,12 @@ def use_winograd(w_shape, strides, output_size) -> bool:
         return False
     if WINOGRAD_SETTING == "1":
         return True
-    c_in, c_out = w_shape[2:]
-    return (min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS[blas_has_full_width_avx512()]
-            and min(output_size) >= WINOGRAD_MIN_SIZE)
+    return min(w_shape[2:]) >= WINOGRAD_MIN_CHANNELS and min(output_size) >= WINOGRAD_MIN_SIZE
 
 
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, winograd_rule=True):
     """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM
-    (or Winograd F(2x2, 3x3) where ``use_winograd`` says so: the same sum up to rounding).
+    (or Winograd F(4x4, 3x3) where ``use_winograd`` says so: the same sum up to rounding).
 
     ``epilogue(start, stop, rows)``, if given, is called on each chunk's output ``rows`` (images
     ``start:stop`` as (rows, C_out)) right after its bias is added, on the thread that computed it: the
@@ -199,7 +183,7 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, wino
     sum that Winograd's rounding is compared with)."""
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     if winograd_rule and use_winograd(w.shape, strides, (oh, ow)):
-        return winograd.winograd_conv3x3_forward(x, w, b, padding, epilogue)
+        return winograd.winograd_conv3x3_forward(x, w, b, padding, epilogue, tile=WINOGRAD_TILE)
     x = np.ascontiguousarray(x)
     c_out = w.shape[3]
     w2 = w.reshape(-1, c_out)

@@ -29,7 +29,6 @@ Python's GIL as ``numpy.matmul`` does, so the threads really run at the same tim
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -54,14 +53,6 @@ MIN_CHUNKS = 8  # a batch splits into at least this many chunks (if it has as ma
 # to 0.22 / 0.37 ms in 2 chunks of 330 KB (2 threads, Intel Xeon Sapphire Rapids, AVX-512), and from 0.26 / 0.56
 # to 0.24 / 0.44 ms with the AVX2 settings (NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES).
 MIN_CHUNK_BYTES = 256 << 10
-
-# OpenBLAS's kernels (threadpoolctl's ``architecture``, lower case) that use 512-bit vectors
-OPENBLAS_AVX512_KERNELS = {"skylakex", "cooperlake", "sapphirerapids"}
-# CPUs (LLVM's host CPU names) that execute a 512-bit instruction as two 256-bit halves, so that BLAS's 512-bit
-# kernels are no faster there than its 256-bit ones. AMD EPYC Zen 4 (znver4), sgemm n = 2048 on 2 threads
-# (benchmarks/run.py's ``sgemm_gflops``), 2026-12-04: 206 GFLOP/s with OpenBLAS's ``SkylakeX`` kernel, 214 with
-# ``Haswell`` (on Zen 5, full width: 416-431 against 237).
-HALF_WIDTH_AVX512_CPUS = {"znver4"}
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -139,31 +130,6 @@ def _blas_libraries():
 
         _blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
     return _blas
-
-
-@functools.cache
-def blas_has_avx512() -> bool:
-    """Whether the BLAS that NumPy calls runs 512-bit kernels. OpenBLAS picks its kernel by CPU (threadpoolctl
-    reports it as ``architecture``); ``OPENBLAS_CORETYPE`` in the environment overrides that choice, e.g.
-    ``Haswell`` (256-bit) on an AVX-512 CPU. Measured on AMD EPYC Zen 5, sgemm n = 2048 on 2 threads: 416-431
-    GFLOP/s with the ``SkylakeX`` kernel, 237 with ``Haswell``. A BLAS that names no kernel (MKL, BLIS) is
-    taken to use AVX-512 where the CPU has it."""
-    with _pool_lock:
-        libraries = _blas_libraries()
-    kernels = [getattr(lib, "architecture", None) for lib in libraries if lib.internal_api == "openblas"]
-    if kernels and all(kernels):
-        return all(kernel.lower() in OPENBLAS_AVX512_KERNELS for kernel in kernels)
-    from llvmlite import binding
-
-    return bool(binding.get_host_cpu_features().get("avx512f"))
-
-
-def blas_has_full_width_avx512() -> bool:
-    """Whether BLAS runs 512-bit kernels (``blas_has_avx512``) on a CPU that executes them at full width, i.e.
-    whether its GEMMs run about twice as fast as 256-bit ones would (not on ``HALF_WIDTH_AVX512_CPUS``)."""
-    from llvmlite import binding
-
-    return blas_has_avx512() and binding.get_host_cpu_name() not in HALF_WIDTH_AVX512_CPUS
 
 
 @contextlib.contextmanager

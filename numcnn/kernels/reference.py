@@ -732,13 +732,15 @@ def leaky_relu_backward(dy, cache):
 
 
 # --------------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3) (Lavin & Gray 2016): a 3x3, stride-1 Conv2D computed tile by tile
+# Winograd F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray 2016): a 3x3, stride-1 Conv2D computed tile by tile
 # --------------------------------------------------------------------------------------------
-# One 4x4 input tile d and one 3x3 filter g give the 2x2 outputs of the 'valid' correlation of d with g as
+# One (m+2)x(m+2) input tile d and one 3x3 filter g give the m x m outputs of the 'valid' correlation of d with
+# g as
 #
-#     Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A          (⊙: elementwise; 16 multiplications instead of 2*2*9 = 36)
+#     Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A          (⊙: elementwise)
 #
-# with these matrices (every coefficient is 0, ±1 or ±1/2: exact in binary floating point).
+# F(2x2, 3x3): 4x4 tiles, 16 multiplications for 2*2*9 = 36. Every coefficient is 0, ±1 or ±1/2: exact in
+# binary floating point.
 WINOGRAD_BT = np.array([[1, 0, -1, 0],
                         [0, 1, 1, 0],
                         [0, -1, 1, 0],
@@ -749,66 +751,89 @@ WINOGRAD_G = np.array([[1, 0, 0],
                        [0, 0, 1]], dtype=np.float64)      # filter transform G (4x3)
 WINOGRAD_AT = np.array([[1, 1, 1, 0],
                         [0, 1, -1, -1]], dtype=np.float64)  # output transform Aᵀ (2x4)
+# F(4x4, 3x3): 6x6 tiles, 36 multiplications for 4*4*9 = 144 (4x fewer), from the interpolation points
+# 0, ±1, ±2 and ∞. The price: larger coefficients (up to 8 in Aᵀ, 5 in Bᵀ) and G's 1/6, 1/12, 1/24, which
+# binary floating point cannot hold exactly, so its rounding error is larger (tests/test_winograd.py bounds it).
+WINOGRAD4_BT = np.array([[4, 0, -5, 0, 1, 0],
+                         [0, -4, -4, 1, 1, 0],
+                         [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0],
+                         [0, 2, -1, -2, 1, 0],
+                         [0, 4, 0, -5, 0, 1]], dtype=np.float64)  # input transform Bᵀ (6x6)
+WINOGRAD4_G = np.array([[1 / 4, 0, 0],
+                        [-1 / 6, -1 / 6, -1 / 6],
+                        [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6],
+                        [1 / 24, -1 / 12, 1 / 6],
+                        [0, 0, 1]], dtype=np.float64)            # filter transform G (6x3)
+WINOGRAD4_AT = np.array([[1, 1, 1, 1, 1, 0],
+                         [0, 1, -1, 2, -2, 0],
+                         [0, 1, 1, 4, 4, 0],
+                         [0, 1, -1, 8, -8, 1]], dtype=np.float64)  # output transform Aᵀ (4x6)
+# (Bᵀ, G, Aᵀ) by output tile size m
+WINOGRAD_MATRICES = {2: (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT), 4: (WINOGRAD4_BT, WINOGRAD4_G, WINOGRAD4_AT)}
 
 
-def winograd_geometry(x_shape, padding):
-    """``(oh, ow, pads, th, tw)`` of a 3x3 stride-1 conv in 2x2 output tiles: ``th = ceil(oh / 2)`` tile rows,
-    ``tw = ceil(ow / 2)`` tile columns. Tile ``(i, l)`` reads ``x_pad[2i : 2i+4, 2l : 2l+4]`` and writes
-    ``y[2i : 2i+2, 2l : 2l+2]``; ``x_pad`` is the padded input, extended with zeros to ``2*th + 2`` rows and
-    ``2*tw + 2`` columns so that the last tiles are whole (their extra outputs are cut off)."""
+def winograd_geometry(x_shape, padding, tile=2):
+    """``(oh, ow, pads, th, tw)`` of a 3x3 stride-1 conv in ``tile`` x ``tile`` output tiles: ``th = ceil(oh /
+    tile)`` tile rows, ``tw = ceil(ow / tile)`` tile columns. Tile ``(i, l)`` reads ``x_pad[m*i : m*i + m+2,
+    m*l : m*l + m+2]`` and writes ``y[m*i : m*i + m, m*l : m*l + m]`` (m = ``tile``); ``x_pad`` is the padded
+    input, extended with zeros to ``m*th + 2`` rows and ``m*tw + 2`` columns so that the last tiles are whole
+    (their extra outputs are cut off)."""
     oh, ow, pads = conv2d_geometry(x_shape, (3, 3), (1, 1), padding)
-    return oh, ow, pads, -(-oh // 2), -(-ow // 2)
+    return oh, ow, pads, -(-oh // tile), -(-ow // tile)
 
 
-def winograd_pad(x, pads, th, tw):
-    """``x`` with the conv's padding (top, left as ``pads``) and zeros to ``(N, 2*th + 2, 2*tw + 2, C)``."""
+def winograd_pad(x, pads, th, tw, tile=2):
+    """``x`` with the conv's padding (top, left as ``pads``) and zeros to ``(N, m*th + 2, m*tw + 2, C)``."""
     top, _, left, _ = pads
     n_images, height, width, channels = x.shape
-    x_pad = np.zeros((n_images, 2 * th + 2, 2 * tw + 2, channels), dtype=x.dtype)
+    x_pad = np.zeros((n_images, tile * th + 2, tile * tw + 2, channels), dtype=x.dtype)
     x_pad[:, top:top + height, left:left + width, :] = x
     return x_pad
 
 
-def winograd_conv3x3_forward(x, w, b, padding="valid"):
+def winograd_conv3x3_forward(x, w, b, padding="valid", tile=2):
     """The same numbers as ``conv2d_forward(x, w, b, (1, 1), padding)`` for a 3x3 kernel, up to rounding,
-    computed with Winograd's F(2x2, 3x3) per tile and per pair of channels::
+    computed with Winograd's F(m x m, 3x3) (m = ``tile``, 2 or 4) per tile and per pair of channels::
 
-        U[k, j] = G w[:, :, k, j] Gᵀ                            (4x4, the transformed filter)
-        V[k]    = Bᵀ x_pad[n, 2i : 2i+4, 2l : 2l+4, k] B          (4x4, the transformed tile)
+        U[k, j] = G w[:, :, k, j] Gᵀ                                (a = m+2: a x a, the transformed filter)
+        V[k]    = Bᵀ x_pad[n, m*i : m*i + a, m*l : m*l + a, k] B      (a x a, the transformed tile)
         M[j]    = sum_k U[k, j] ⊙ V[k]
-        y[n, 2i : 2i+2, 2l : 2l+2, j] = b[j] + Aᵀ M[j] A
+        y[n, m*i : m*i + m, m*l : m*l + m, j] = b[j] + Aᵀ M[j] A
 
     Shapes: x (N, H, W, C_in), w (3, 3, C_in, C_out), b (C_out,) -> y (N, OH, OW, C_out).
     """
     if w.shape[:2] != (3, 3):
-        raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got {w.shape[:2]}")
+        raise ValueError(f"Winograd F({tile}x{tile}, 3x3) needs a 3x3 kernel, got {w.shape[:2]}")
     n_images, _, _, c_in = x.shape
     c_out = w.shape[3]
-    oh, ow, pads, th, tw = winograd_geometry(x.shape, padding)
-    x_pad = winograd_pad(x, pads, th, tw)
-    bt, g, at = (m.astype(x.dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT))
-    y = np.zeros((n_images, 2 * th, 2 * tw, c_out), dtype=x.dtype)
+    oh, ow, pads, th, tw = winograd_geometry(x.shape, padding, tile)
+    x_pad = winograd_pad(x, pads, th, tw, tile)
+    bt, g, at = (m.astype(x.dtype) for m in WINOGRAD_MATRICES[tile])
+    m, a = tile, tile + 2
+    y = np.zeros((n_images, m * th, m * tw, c_out), dtype=x.dtype)
     for n in range(n_images):
         for i in range(th):
             for l in range(tw):
-                d = x_pad[n, 2 * i:2 * i + 4, 2 * l:2 * l + 4, :]  # (4, 4, C_in)
+                d = x_pad[n, m * i:m * i + a, m * l:m * l + a, :]  # (a, a, C_in)
                 for j in range(c_out):
-                    m = np.zeros((4, 4), dtype=x.dtype)
+                    product_sum = np.zeros((a, a), dtype=x.dtype)
                     for k in range(c_in):
                         u = g @ w[:, :, k, j] @ g.T
                         v = bt @ d[:, :, k] @ bt.T
-                        m += u * v
-                    y[n, 2 * i:2 * i + 2, 2 * l:2 * l + 2, j] = b[j] + at @ m @ at.T
-    return np.ascontiguousarray(y[:, :oh, :ow, :]), (x, w, pads)
+                        product_sum += u * v
+                    y[n, m * i:m * i + m, m * l:m * l + m, j] = b[j] + at @ product_sum @ at.T
+    return np.ascontiguousarray(y[:, :oh, :ow, :]), (x, w, pads, tile)
 
 
 def winograd_conv3x3_backward(dy, cache, need_dx=True):
     """Both backward products of ``winograd_conv3x3_forward``: the forward is linear in the tile and in the
     filter, so its gradients are its steps transposed, in reverse order (``B = (Bᵀ)ᵀ``, ``A = (Aᵀ)ᵀ``)::
 
-        dM[j]    = A dy[n, 2i : 2i+2, 2l : 2l+2, j] Aᵀ          (4x4; dy is 0 past the output's edge)
+        dM[j]    = A dy[n, m*i : m*i + m, m*l : m*l + m, j] Aᵀ    (a x a; dy is 0 past the output's edge)
         dV[k]    = sum_j dM[j] ⊙ U[k, j]
-        dx_pad[n, 2i : 2i+4, 2l : 2l+4, k] += B dV[k] Bᵀ        (neighbouring tiles overlap by 2: they add up)
+        dx_pad[n, m*i : m*i + a, m*l : m*l + a, k] += B dV[k] Bᵀ  (neighbouring tiles overlap by 2: they add up)
         dU[k, j] = sum_{n, i, l} dM[j] ⊙ V[k]
         dw[:, :, k, j] = Gᵀ dU[k, j] G
         db[j]    = sum_{n, r, c} dy[n, r, c, j]
@@ -816,27 +841,28 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     then ``dx`` is ``dx_pad`` with the padding cut off. The same gradients as ``conv2d_backward`` up to
     rounding. Returns ``(dx, dw, db)`` (``dx`` None if not ``need_dx``).
     """
-    x, w, pads = cache
+    x, w, pads, tile = cache
     c_in, c_out = w.shape[2:]
     n_images, height, width, _ = x.shape
     _, oh, ow, _ = dy.shape
-    th, tw = -(-oh // 2), -(-ow // 2)
-    x_pad = winograd_pad(x, pads, th, tw)
-    dy_tiles = np.zeros((n_images, 2 * th, 2 * tw, c_out), dtype=dy.dtype)
+    m, a = tile, tile + 2
+    th, tw = -(-oh // m), -(-ow // m)
+    x_pad = winograd_pad(x, pads, th, tw, tile)
+    dy_tiles = np.zeros((n_images, m * th, m * tw, c_out), dtype=dy.dtype)
     dy_tiles[:, :oh, :ow, :] = dy
-    bt, g, at = (m.astype(dy.dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT))
+    bt, g, at = (matrix.astype(dy.dtype) for matrix in WINOGRAD_MATRICES[tile])
     dx_pad = np.zeros_like(x_pad)
     dw = np.zeros_like(w)
     for k in range(c_in):
         for j in range(c_out):
             u = g @ w[:, :, k, j] @ g.T
-            du = np.zeros((4, 4), dtype=dy.dtype)
+            du = np.zeros((a, a), dtype=dy.dtype)
             for n in range(n_images):
                 for i in range(th):
                     for l in range(tw):
-                        dm = at.T @ dy_tiles[n, 2 * i:2 * i + 2, 2 * l:2 * l + 2, j] @ at
-                        v = bt @ x_pad[n, 2 * i:2 * i + 4, 2 * l:2 * l + 4, k] @ bt.T
-                        dx_pad[n, 2 * i:2 * i + 4, 2 * l:2 * l + 4, k] += bt.T @ (dm * u) @ bt
+                        dm = at.T @ dy_tiles[n, m * i:m * i + m, m * l:m * l + m, j] @ at
+                        v = bt @ x_pad[n, m * i:m * i + a, m * l:m * l + a, k] @ bt.T
+                        dx_pad[n, m * i:m * i + a, m * l:m * l + a, k] += bt.T @ (dm * u) @ bt
                         du += dm * v
             dw[:, :, k, j] = g.T @ du @ g
     db = np.sum(dy, axis=(0, 1, 2))
