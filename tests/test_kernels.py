@@ -18,10 +18,14 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
 @st.composite
 def conv_cases(draw, winograd=False):
-    """Random Conv2D shapes; ``winograd``: only what Winograd F(2x2, 3x3) runs (3x3 kernels, stride 1)."""
+    """Random Conv2D shapes; ``winograd``: only what the fused op's Winograd path runs (stride 1; half of them
+    3x3 kernels, which F(4x4, 3x3) runs, the others any size up to 6x6, run by their 3x3 pieces)."""
     n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
     c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    kh, kw = (3, 3) if winograd else (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    if winograd:
+        kh, kw = (3, 3) if draw(st.booleans()) else (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    else:
+        kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     strides = (1, 1) if winograd else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.sampled_from(["valid", "same"]))
     assume(padding == "same" or (h >= kh and w >= kw))

@@ -247,6 +247,83 @@ def test_a_wrong_transform_breaks_the_bound(tile):
     assert (np.abs(y_wrong - y_direct) > bound).any()
 
 
+# --------------------------------------------------------------------------------------------------------
+# Larger kernels as sums of 3x3 pieces (forward only)
+# --------------------------------------------------------------------------------------------------------
+@st.composite
+def pieces_cases(draw, max_channels=4, max_size=10):
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    n, h, w = draw(st.integers(1, 2)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    assume(padding == "same" or (h >= kh and w >= kw))
+    c_in, c_out = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
+    return draw(st.integers(0, 2**32 - 1)), (n, h, w, c_in), (kh, kw, c_in, c_out), padding
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@SETTINGS
+@given(case=pieces_cases())
+def test_pieces_forward_matches_its_reference_and_the_direct_convolution(case, dtype, rtol):
+    rng, x, w, b, padding = random_problem(case, dtype)
+    y_fast = winograd.winograd_pieces_forward(x, w, b, padding)
+    y_ref = reference.winograd_conv_by_pieces_forward(x, w, b, padding)
+    y_direct, _ = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1),
+                                           padding)
+    assert y_fast.dtype == dtype and y_fast.shape == y_ref.shape == y_direct.shape
+    atol = rtol * 30 * np.sqrt(w.shape[0] * w.shape[1] * x.shape[3])  # sums of KH*KW*C_in unit-size products
+    np.testing.assert_allclose(y_fast, y_ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(y_fast, y_direct, rtol=rtol, atol=atol)
+
+
+def pieces_absolute_sum(x, w, b, padding):
+    """The absolute sum that bounds ``winograd_pieces_forward``'s error: each 3x3 piece's F(4x4, 3x3) run on
+    absolute values with ``|Bᵀ|, |G|, |Aᵀ|`` (``winograd_dense``), on the padded input shifted as the piece reads it,
+    summed, plus ``|b|``."""
+    kh, kw = w.shape[:2]
+    oh, ow, (top, _, left, _) = reference.conv2d_geometry(x.shape, w.shape, (1, 1), padding)
+    rows, cols = oh + 3 * -(-kh // 3) + 4, ow + 3 * -(-kw // 3) + 4
+    x_pad = np.zeros((len(x), rows, cols, x.shape[3]))
+    x_pad[:, top:top + x.shape[1], left:left + x.shape[2]] = np.abs(x)
+    w_pad = np.zeros((3 * -(-kh // 3), 3 * -(-kw // 3), *w.shape[2:]))
+    w_pad[:kh, :kw] = np.abs(w)
+    total = np.abs(b).astype(np.float64)
+    for p, q in winograd.kernel_pieces(kh, kw):
+        shifted = x_pad[:, p:p + oh + 2, q:q + ow + 2]
+        total = total + winograd_dense(shifted, w_pad[p:p + 3, q:q + 3], np.zeros(w.shape[3]),
+                                       np.zeros((len(x), oh, ow, w.shape[3])), "valid", *absolute_matrices(4))[0]
+    return total
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(case=pieces_cases(max_channels=12, max_size=12))
+def test_pieces_error_against_direct_convolution_is_within_the_derived_bound(case, dtype):
+    """As for F(4x4, 3x3) (module docstring), with the products of all P pieces summed in one GEMM of K = P*C_in:
+    ``m = P*C_in + 21``."""
+    rng, x, w, b, padding = random_problem(case, dtype)
+    u = UNIT_ROUNDOFF[dtype]
+    got = winograd.winograd_pieces_forward(x, w, b, padding).astype(np.float64)
+    direct, _ = conv.conv2d_forward(x, w, b, (1, 1), padding, winograd_rule=False)
+    abs_direct, _ = conv.conv2d_forward(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                                        np.abs(b).astype(np.float64), (1, 1), padding, winograd_rule=False)
+    pieces = len(winograd.kernel_pieces(*w.shape[:2]))
+    bound = (gamma(pieces * x.shape[3] + WINOGRAD_ROUNDINGS[4][0], u) * pieces_absolute_sum(x, w, b, padding)
+             + gamma(w.shape[0] * w.shape[1] * x.shape[3] + 1, u) * abs_direct) * (1 + 1e-6)
+    assert (np.abs(got - direct) <= bound).all()
+
+
+def test_pieces_rule_needs_a_5x5_kernel_and_32_channels(monkeypatch):
+    """``conv.use_winograd_pieces``'s measured rule: 5x5 or larger, 32 channels in and out, stride 1."""
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")
+    assert conv.use_winograd_pieces((5, 5, 32, 64), (1, 1), (16, 16))  # the strided model's second conv
+    assert conv.use_winograd_pieces((7, 7, 32, 32), (1, 1), (16, 16))
+    assert not conv.use_winograd_pieces((5, 5, 16, 64), (1, 1), (16, 16))  # too few channels
+    assert not conv.use_winograd_pieces((4, 4, 32, 32), (1, 1), (16, 16))  # a 4x4 kernel: mostly zero pieces
+    assert not conv.use_winograd_pieces((3, 3, 64, 64), (1, 1), (16, 16))  # 3x3: use_winograd's
+    assert not conv.use_winograd_pieces((5, 5, 32, 64), (2, 2), (16, 16))  # stride 2
+    assert not conv.use_winograd_pieces((5, 5, 32, 64), (1, 1), (8, 8))  # a small map
+
+
 def test_winograd_rule_needs_16_channels_and_an_11x11_output(monkeypatch):
     """The measured rule (``conv.use_winograd``'s docstring): F(4x4, 3x3) from 16 channels in and out and an
     11x11 output on, whatever the BLAS kernel."""
@@ -282,21 +359,26 @@ def test_conv2d_routes_to_winograd_by_its_rule_and_the_environment_switch(monkey
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_sum(monkeypatch):
-    """The fused Conv2D + MaxPooling2D takes Winograd at inference where the rule says it pays, never in
-    training (its tie rule needs the direct sum's equal outputs for equal fields): counted on the real kernel.
-    Both give the pooled map of the same function, within Winograd's float32 rounding (bound above: about
-    (C_in + 21) * 2^-24 times the result's absolute sum, here < 1e-4 absolute)."""
+@pytest.mark.parametrize("kernel, channels, fast_forward", [(3, 16, "winograd_conv3x3_forward"),
+                                                             (5, 32, "winograd_pieces_forward")])
+def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_sum(monkeypatch, kernel, channels,
+                                                                                   fast_forward):
+    """The fused Conv2D + MaxPooling2D takes Winograd at inference where the rule says it pays (F(4x4, 3x3) for a
+    3x3 kernel, its 3x3 pieces for a 5x5 one), never in training (its tie rule needs the direct sum's equal outputs
+    for equal fields): counted on the real kernel. Both give the pooled map of the same function, within
+    Winograd's float32 rounding (bounds above: about (P*C_in + 21) * 2^-24 times the result's absolute sum, here
+    < 1e-4 absolute)."""
     import numcnn
     from numcnn import layers
 
-    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")  # the rule for 16 channels: Winograd (its test above)
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")  # the rules' shapes (their tests above)
     calls = []
-    real_forward = winograd.winograd_conv3x3_forward
-    monkeypatch.setattr(winograd, "winograd_conv3x3_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
-    model = numcnn.Sequential([layers.Input((18, 18, 16)), layers.Conv2D(16, 3, activation="relu"),
+    real_forward = getattr(winograd, fast_forward)
+    monkeypatch.setattr(winograd, fast_forward, lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    model = numcnn.Sequential([layers.Input((18, 18, channels)), layers.Conv2D(channels, kernel, padding="same",
+                                                                              activation="relu"),
                                layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3)], seed=0)
-    x = np.random.default_rng(5).normal(size=(4, 18, 18, 16)).astype(np.float32)
+    x = np.random.default_rng(5).normal(size=(4, 18, 18, channels)).astype(np.float32)
     assert model.steps()[0] == (0, 1)  # the fused pair
     trained = model.forward(x, training=True)
     assert calls == []

@@ -171,6 +171,28 @@ def use_winograd(w_shape, strides, output_size) -> bool:
     return min(w_shape[2:]) >= WINOGRAD_MIN_CHANNELS and min(output_size) >= WINOGRAD_MIN_SIZE
 
 
+WINOGRAD_PIECES_MIN_KERNEL = 5  # kernel height and width at least this ...
+WINOGRAD_PIECES_MIN_CHANNELS = 32  # ... and C_in and C_out at least this
+
+
+def use_winograd_pieces(w_shape, strides, output_size) -> bool:
+    """Whether a convolution with a kernel larger than 3x3 runs as the sum of its 3x3 pieces by F(4x4, 3x3)
+    (``winograd.winograd_pieces_forward``, forward only: numcnn asks at inference only, in the fused
+    Conv2D + MaxPooling2D) instead of im2col + GEMM.
+
+    Measured (forward alone, 2 threads, AMD EPYC Zen 5, OpenBLAS's ``SkylakeX`` kernel, medians of 11, twice;
+    README section "Winograd"): a 5x5 'same' conv 16x16x32 -> 64 (the strided model's second layer) 0.72x
+    im2col's time for 256 images and for 32; 7x7 on the same, 0.87-0.88x; 5x5 on 16 channels 0.9-1.1x; a 4x4
+    kernel, whose pieces are mostly zeros (16 of 36 taps), 1.28-1.32x. ``NUMCNN_WINOGRAD`` switches it with
+    ``use_winograd``."""
+    if tuple(strides) != (1, 1) or WINOGRAD_SETTING == "0" or min(w_shape[:2]) <= 3:
+        return False
+    if WINOGRAD_SETTING == "1":
+        return True
+    return (min(w_shape[:2]) >= WINOGRAD_PIECES_MIN_KERNEL and min(w_shape[2:]) >= WINOGRAD_PIECES_MIN_CHANNELS
+            and min(output_size) >= WINOGRAD_MIN_SIZE)
+
+
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, winograd_rule=True):
     """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM
     (or Winograd F(4x4, 3x3) where ``use_winograd`` says so: the same sum up to rounding).

@@ -46,7 +46,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import winograd
-from .conv import WINOGRAD_TILE, conv2d_backward_by_chunks, conv_chunks, im2col_chunks, use_winograd
+from .conv import (WINOGRAD_TILE, conv2d_backward_by_chunks, conv_chunks, im2col_chunks, use_winograd,
+                   use_winograd_pieces)
 from .parallel import run_chunks
 from .pool import maxpool_backward_images, maxpool_images, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
@@ -66,7 +67,9 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
 
     Shapes: x (N, H, W, C_in), w (KH, KW, C_in, C_out), b (C_out,) -> y (N, POH, POW, C_out).
     ``method``: "direct", "gemm", "winograd" or None: choose by the receptive field's size, and with
-    ``winograd_rule`` take Winograd F(4x4, 3x3) where ``conv.use_winograd`` says it pays. Winograd rounds
+    ``winograd_rule`` take Winograd F(4x4, 3x3) where ``conv.use_winograd`` says it pays (for a 3x3 kernel;
+    for a larger one its 3x3 pieces, ``winograd.winograd_pieces_forward``, where
+    ``conv.use_winograd_pieces`` says so; "winograd" takes whichever fits the kernel). Winograd rounds
     the outputs of equal receptive fields differently at different places in its 4x4 tiles, so a tie may
     get a different winner than the direct sum gives it (the first-maximum rule then picks by rounding):
     the value pooled is the same up to that rounding, which is why the layers ask for it at inference only
@@ -79,7 +82,8 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     winner = np.empty(y.shape, dtype=np.int32)  # flat position r * OW + c of the window's first maximum in z
     pool = (pool_size[0], pool_size[1], pool_strides[0], pool_strides[1], ptop, pleft)
     if method is None:
-        method = ("winograd" if winograd_rule and use_winograd(w.shape, conv_strides, (oh, ow))
+        pays = use_winograd(w.shape, conv_strides, (oh, ow)) or use_winograd_pieces(w.shape, conv_strides, (oh, ow))
+        method = ("winograd" if winograd_rule and pays
                   else "direct" if kh * kw * c_in < DIRECT_MAX_FIELD else "gemm")
     if method != "winograd":  # (Winograd computes whole 4x4 tiles anyway)
         # 'valid' pooling of an odd-sized map drops its last row/column: those conv outputs never reach the
@@ -98,8 +102,11 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
             maxpool_images(rows.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop],
                            winner[start:stop])
 
-        winograd.winograd_conv3x3_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False,
-                                          tile=WINOGRAD_TILE)
+        if (kh, kw) == (3, 3):
+            winograd.winograd_conv3x3_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False,
+                                              tile=WINOGRAD_TILE)
+        else:
+            winograd.winograd_pieces_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False)
         method = "gemm"  # the backward over the winners needs only x, w and the winners
     else:
         chunks = conv_chunks(x, w, oh, ow)

@@ -870,3 +870,30 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
         return None, dw, db
     top, _, left, _ = pads
     return np.ascontiguousarray(dx_pad[:, top:top + height, left:left + width, :]), dw, db
+
+
+def winograd_conv_by_pieces_forward(x, w, b, padding="valid"):
+    """The same numbers as ``conv2d_forward(x, w, b, (1, 1), padding)`` for a kernel of any size, up to
+    rounding: the kernel, padded with zeros to multiples of 3 rows and columns, is cut into 3x3 pieces
+    ``w_pad[p:p+3, q:q+3]`` (p, q = 0, 3, ...), and each piece's convolution is one F(4x4, 3x3) on the padded
+    input shifted by (p, q)::
+
+        y = b + sum_{p, q} conv3x3_valid(x_pad[:, p : p + OH + 2, q : q + OW + 2], w_pad[p:p+3, q:q+3])
+
+    (``x_pad``: ``x`` with the conv's padding, and zeros beyond it as far as the pieces reach.)"""
+    n_images, height, width, c_in = x.shape
+    kh, kw, _, c_out = w.shape
+    oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, w.shape, (1, 1), padding)
+    ph, pw = -(-kh // 3) * 3, -(-kw // 3) * 3
+    rows, cols = max(oh + ph - 1, top + height), max(ow + pw - 1, left + width)
+    x_pad = np.zeros((n_images, rows, cols, c_in), dtype=x.dtype)
+    x_pad[:, top:top + height, left:left + width, :] = x
+    w_pad = np.zeros((ph, pw, c_in, c_out), dtype=w.dtype)
+    w_pad[:kh, :kw] = w
+    y = np.broadcast_to(b, (n_images, oh, ow, c_out)).astype(x.dtype)
+    for p in range(0, ph, 3):
+        for q in range(0, pw, 3):
+            piece, _ = winograd_conv3x3_forward(x_pad[:, p:p + oh + 2, q:q + ow + 2], w_pad[p:p + 3, q:q + 3],
+                                                np.zeros(c_out, dtype=x.dtype), "valid", tile=4)
+            y = y + piece
+    return y
