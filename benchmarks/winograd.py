@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) and F(4x4, 3x3) vs the im2col + GEMM convolution, per layer shape: interleaved timing.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) vs the im2col + GEMM convolution, per layer shape: interleaved timing;
+and larger kernels by their 3x3 pieces (forward only) vs im2col.
 
     python benchmarks/winograd.py                # every shape, 41 alternations each
     python benchmarks/winograd.py --repeats 11   # quicker
@@ -44,6 +45,15 @@ SHAPES = [
     ("32x32, 8 -> 16", 32, 32, 32, 8, 16, "same"),
 ]
 TILES = (2, 4)  # Winograd F(2x2, 3x3) and F(4x4, 3x3)
+# Larger kernels, forward only (numcnn runs them by their 3x3 pieces at inference): (label, batch, H, W, C_in,
+# C_out, kernel, padding)
+PIECES_SHAPES = [
+    ("strided net conv2 (5x5, 32 -> 64)", 256, 16, 16, 32, 64, 5, "same"),
+    ("strided net conv2 (5x5, 32 -> 64)", 32, 16, 16, 32, 64, 5, "same"),
+    ("7x7, 32 -> 64", 256, 16, 16, 32, 64, 7, "same"),
+    ("5x5, 16 -> 32", 256, 32, 32, 16, 32, 5, "same"),
+    ("4x4, 32 -> 32", 256, 32, 32, 32, 32, 4, "same"),
+]
 
 
 def step(forward, backward, x, w, b, dy, padding):
@@ -86,6 +96,35 @@ def compare(batch, height, width, c_in, c_out, padding, repeats, dtype):
     return medians, errors, f"F({conv.WINOGRAD_TILE}x{conv.WINOGRAD_TILE})" if chosen else "im2col"
 
 
+def compare_pieces(batch, height, width, c_in, c_out, kernel, padding, repeats, dtype):
+    """Median ms of im2col's forward and of the 3x3 pieces' (``winograd.winograd_pieces_forward``), taking
+    turns, the pieces' max relative difference, and what ``use_winograd_pieces`` picks."""
+    import numpy as np
+
+    from numcnn.kernels import conv, winograd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, height, width, c_in)).astype(dtype)
+    w = rng.normal(scale=(kernel * kernel * c_in) ** -0.5, size=(kernel, kernel, c_in, c_out)).astype(dtype)
+    b = np.zeros(c_out, dtype)
+    methods = {"im2col": lambda: conv.conv2d_forward(x, w, b, (1, 1), padding, winograd_rule=False)[0],
+               "pieces": lambda: winograd.winograd_pieces_forward(x, w, b, padding)}
+    y_direct = methods["im2col"]()
+    error = float(np.abs(methods["pieces"]() - y_direct).max() / np.abs(y_direct).max())
+    times = {name: [] for name in methods}
+    for _ in range(2):
+        for call in methods.values():
+            call()
+    for _ in range(repeats):
+        for name, call in methods.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    chosen = conv.use_winograd_pieces(w.shape, (1, 1), y_direct.shape[1:3])
+    return medians, error, "pieces" if chosen else "im2col"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=41)
@@ -111,6 +150,16 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | {batch} | {height}x{width}x{c_in} {padding} | {ms['im2col']:.2f} | {ms[2]:.2f} | "
                      f"{ms[4]:.2f} | {ms[2] / ms['im2col']:.2f} | {ms[4] / ms['im2col']:.2f} | "
                      f"{errors[2]:.1e} / {errors[4]:.1e} | {chosen} |")
+        print(lines[-1], flush=True)
+    lines += ["", "Larger kernels, forward only:", "",
+              "| layer | batch | input | im2col ms | 3x3 pieces by F(4x4) ms | pieces / im2col | max rel. diff | "
+              "`use_winograd_pieces` picks |", "|---|---|---|---|---|---|---|---|"]
+    print(*lines[-5:], sep="\n")
+    for label, batch, height, width, c_in, c_out, kernel, padding in PIECES_SHAPES:
+        ms, error, chosen = compare_pieces(batch, height, width, c_in, c_out, kernel, padding, args.repeats,
+                                           args.dtype)
+        lines.append(f"| {label} | {batch} | {height}x{width}x{c_in} {padding} | {ms['im2col']:.2f} | "
+                     f"{ms['pieces']:.2f} | {ms['pieces'] / ms['im2col']:.2f} | {error:.1e} | {chosen} |")
         print(lines[-1], flush=True)
     out = Path(args.out_dir) / f"winograd_{'_'.join(kernels)}.md"
     out.write_text("\n".join(lines) + "\n")

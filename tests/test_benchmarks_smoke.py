@@ -65,12 +65,18 @@ def test_winograd_benchmark_writes_a_row_per_shape_with_the_rules_pick(tmp_path)
 
     from numcnn.kernels import conv
 
-    assert len(rows) == 1 + len(benchmark.SHAPES)  # the header, then one row per shape
+    # a header and one row per shape, for each of the two tables
+    assert len(rows) == 2 + len(benchmark.SHAPES) + len(benchmark.PIECES_SHAPES)
     for row, (_, _, height, width, c_in, c_out, padding) in zip(rows[1:], benchmark.SHAPES):
         oh, ow = (height, width) if padding == "same" else (height - 2, width - 2)
         picks_winograd = conv.use_winograd((3, 3, c_in, c_out), (1, 1), (oh, ow))
         assert row[-1].strip(" |") == ("F(4x4)" if picks_winograd else "im2col")
         assert all(float(ms) > 0 for ms in row[3:6])
+    for row, (_, _, height, width, c_in, c_out, kernel, _) in zip(rows[-len(benchmark.PIECES_SHAPES):],
+                                                                  benchmark.PIECES_SHAPES):  # all 'same'
+        picks_pieces = conv.use_winograd_pieces((kernel, kernel, c_in, c_out), (1, 1), (height, width))
+        assert row[-1].strip(" |") == ("pieces" if picks_pieces else "im2col")
+        assert all(float(ms) > 0 for ms in row[3:5])
 
 
 def test_the_suites_gan_pair_is_numcnn_generate_gans_networks():
