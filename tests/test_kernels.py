@@ -18,12 +18,14 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
 @st.composite
 def conv_cases(draw, winograd=False):
-    """Random Conv2D shapes; ``winograd``: only what the fused op's Winograd path runs (stride 1; half of them
-    3x3 kernels, which F(4x4, 3x3) runs, the others any size up to 6x6, run by their 3x3 pieces)."""
+    """Random Conv2D shapes; ``winograd``: only what the fused op's Winograd forward and backward run (stride 1;
+    half of them 3x3 kernels, which F(4x4, 3x3) runs, the others any size up to 6x6, run by their 3x3 pieces)."""
     n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12))
     c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    if winograd:
-        kh, kw = (3, 3) if draw(st.booleans()) else (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    if winograd and draw(st.booleans()):
+        kh, kw = 3, 3
+    elif winograd:
+        kh, kw = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     else:
         kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     strides = (1, 1) if winograd else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
@@ -112,42 +114,46 @@ def conv_pool_cases(draw, integers=False, winograd=False):
     return rng, x, w, b, args
 
 
-# (forward method, backward over the winners or a dense dz): every path of the fused op
-FUSED_PATHS = [("direct", None), ("gemm", True), ("gemm", False), ("winograd", None)]
-FUSED_PATH_IDS = ["direct", "gemm-winners", "gemm-dense", "winograd"]
+# (forward method, backward after the gemm forward): every path of the fused op
+FUSED_PATHS = [("direct", None), ("gemm", "winners"), ("gemm", "dense"), ("gemm", "winograd"), ("winograd", None)]
+FUSED_PATH_IDS = ["direct", "gemm-winners", "gemm-dense", "gemm-winograd-backward", "winograd"]
+# the paths that run only what Winograd can (conv_cases's ``winograd``)
+WINOGRAD_PATHS = {"gemm-winograd-backward", "winograd"}
 
 
-# Every path on normal data; with exact ties all but Winograd, which rounds the outputs of equal receptive fields
-# differently, so that a tie may get another winner (why training never takes it: kernels.conv.use_winograd).
-FUSED_CASES = ([(path, winners, False) for path, winners in FUSED_PATHS]
-               + [(path, winners, True) for path, winners in FUSED_PATHS if path != "winograd"])
-FUSED_CASE_IDS = ([f"normal-{name}" for name in FUSED_PATH_IDS]
-                  + [f"exact-ties-{name}" for name in FUSED_PATH_IDS if name != "winograd"])
+# Every path on normal data; with exact ties all but the Winograd forward, which rounds the outputs of equal
+# receptive fields differently, so that a tie may get another winner (why training never takes it:
+# kernels.conv.use_winograd). (A Winograd backward after the direct forward keeps the direct sum's winners.)
+FUSED_CASES = ([(path, backward, False, name) for (path, backward), name in zip(FUSED_PATHS, FUSED_PATH_IDS)]
+               + [(path, backward, True, name) for (path, backward), name in zip(FUSED_PATHS, FUSED_PATH_IDS)
+                  if path != "winograd"])
+FUSED_CASE_IDS = [f"{'exact-ties' if integers else 'normal'}-{name}" for *_, integers, name in FUSED_CASES]
 
 
-@pytest.mark.parametrize("path, winners, integers", FUSED_CASES, ids=FUSED_CASE_IDS)
+@pytest.mark.parametrize("path, backward, integers, name", FUSED_CASES, ids=FUSED_CASE_IDS)
 @SETTINGS
 @given(data=st.data())
-def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path, winners):
-    rng, x, w, b, args = data.draw(conv_pool_cases(integers, winograd=path == "winograd"))
+def test_fused_conv_pool_matches_the_chain_of_reference_ops(data, integers, path, backward, name):
+    rng, x, w, b, args = data.draw(conv_pool_cases(integers, winograd=name in WINOGRAD_PATHS))
     y_ref, cache_ref = reference.conv_pool_forward(x, w, b, *args)
     y_fast, cache_fast = fast.conv_pool_forward(x, w, b, *args, method=path)
     np.testing.assert_allclose(y_fast, y_ref, rtol=1e-12, atol=1e-12)
     dy = rng.normal(size=y_ref.shape)
-    got_grads = fast.conv_pool_backward(dy, cache_fast, winners=winners)
+    got_grads = fast.conv_pool_backward(dy, cache_fast, backward=backward)
     for got, want in zip(got_grads, reference.conv_pool_backward(dy, cache_ref)):
         # with exact ties, a gradient sent to a different tied position would differ by O(1) here
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("path, winners", FUSED_PATHS, ids=FUSED_PATH_IDS)
+@pytest.mark.parametrize("path, backward, name", [(*path, name) for path, name in zip(FUSED_PATHS, FUSED_PATH_IDS)],
+                         ids=FUSED_PATH_IDS)
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_fused_conv_pool_gradients_match_finite_differences(data, path, winners):
-    rng, x, w, b, args = data.draw(conv_pool_cases(winograd=path == "winograd"))
+def test_fused_conv_pool_gradients_match_finite_differences(data, path, backward, name):
+    rng, x, w, b, args = data.draw(conv_pool_cases(winograd=name in WINOGRAD_PATHS))
     y, cache = fast.conv_pool_forward(x, w, b, *args, method=path)
     weights = rng.normal(size=y.shape)
-    dx, dw, db = fast.conv_pool_backward(weights, cache, winners=winners)
+    dx, dw, db = fast.conv_pool_backward(weights, cache, backward=backward)
     loss = lambda: float(np.sum(weights * fast.conv_pool_forward(x, w, b, *args, method=path)[0]))  # noqa: E731
     for array, grad in ((x, dx), (w, dw), (b, db)):
         assert check_gradient(loss, array, grad) < 1e-6
@@ -269,10 +275,10 @@ def test_fast_kernels_are_bit_identical_across_thread_counts(threads, monkeypatc
             p, pool_cache = fast.maxpool2d_forward(y, (3, 3), (1, 1))
             dy = fast.maxpool2d_backward(np.ones_like(p), pool_cache)
             results.append((y, p, *fast.conv2d_backward(dy, cache)))
-            for path, winners in FUSED_PATHS:  # each has its own chunks and loop order
+            for path, backward in FUSED_PATHS:  # each has its own chunks and loop order
                 fused_y, fused_cache = fast.conv_pool_forward(x, w, b, (1, 1), "same", (2, 2), method=path)
                 results[-1] += (fused_y, *fast.conv_pool_backward(np.ones_like(fused_y), fused_cache,
-                                                                  winners=winners))
+                                                                  backward=backward))
     finally:
         numba.set_num_threads(previous)
     for a, b_ in zip(*results):
@@ -295,7 +301,7 @@ def test_fused_dense_backward_gives_the_bits_of_the_unfused_ops(need_dx, monkeyp
     dy = rng.normal(size=p.shape).astype(np.float32)
     dz = fast.maxpool2d_backward(dy, pool_cache) * (z > 0)  # ReLU's backward: dy where its input was > 0
     expected = fast.conv2d_backward(dz, conv_cache, need_dx)
-    got = fast.conv_pool_backward(dy, fused_cache, need_dx, winners=False)
+    got = fast.conv_pool_backward(dy, fused_cache, need_dx, backward="dense")
     assert len(conv.conv_chunks(x, w, *z.shape[1:3])) > 1
     for a, b_ in zip(got, expected):
         if b_ is None:

@@ -275,6 +275,31 @@ def test_pieces_forward_matches_its_reference_and_the_direct_convolution(case, d
     np.testing.assert_allclose(y_fast, y_direct, rtol=rtol, atol=atol)
 
 
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(case=pieces_cases(max_size=8))
+def test_pieces_backward_matches_its_reference_the_direct_convolution_and_finite_differences(case):
+    rng, x, w, b, padding = random_problem(case, np.float64)
+    y = winograd.winograd_pieces_forward(x, w, b, padding)
+    dy = rng.normal(size=y.shape)
+    _, _, pads = reference.conv2d_geometry(x.shape, w.shape, (1, 1), padding)
+    got = winograd.winograd_pieces_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop],
+                                                      x, w, pads)
+    want = reference.winograd_conv_by_pieces_backward(dy, x, w, padding)
+    direct = reference.conv2d_backward(dy, reference.conv2d_forward(x, w, b, (1, 1), padding)[1])
+    for g, r, d in zip(got, want, direct):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-11)
+        np.testing.assert_allclose(g, d, rtol=1e-12, atol=1e-11)
+    skipped = winograd.winograd_pieces_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop],
+                                                          x, w, pads, need_dx=False)
+    assert skipped[0] is None and np.array_equal(skipped[1], got[1])
+
+    def loss():
+        return float(np.sum(winograd.winograd_pieces_forward(x, w, b, padding) * dy))
+
+    for array, analytical in ((x, got[0]), (w, got[1]), (b, got[2])):
+        assert check_gradient(loss, array, analytical) < 1e-6
+
+
 def pieces_absolute_sum(x, w, b, padding):
     """The absolute sum that bounds ``winograd_pieces_forward``'s error: each 3x3 piece's F(4x4, 3x3) run on
     absolute values with ``|Bᵀ|, |G|, |Aᵀ|`` (``winograd_dense``), on the padded input shifted as the piece reads it,

@@ -155,10 +155,11 @@ def use_winograd(w_shape, strides, output_size) -> bool:
     CPU, or Zen 4 with its half-width AVX-512, runs at about the same speed). F(4x4, 3x3) does 4x fewer
     multiplications than im2col (F(2x2, 3x3) 2.25x) and its transformed tiles are 2.25x the size of its input
     (F(2x2)'s 4x), so it took less time than both on every shape with at least 16 channels in and out and
-    an output of at least 11x11: 0.5-0.9x im2col's time with either kernel (the seed model's 13x13x32 -> 64 at
-    batch 32: 0.67-0.76). Below that it does not pay: on 3 input channels its products have K = C_in, too thin
-    for BLAS (1.5-1.7x im2col's time), at 8 channels it was even (0.95-0.97), and on a 3x3 output (the seed
-    model's third conv) its 6x6 tiles are mostly padding (1.02).
+    an output of at least 11x11: 0.51-0.80x im2col's time with the 512-bit kernel, 0.39-0.64x with the 256-bit
+    one (the seed model's 13x13x32 -> 64: 0.63-0.80). Below that it does not pay everywhere: on 3 input
+    channels its products have K = C_in, too thin for BLAS (1.2-1.4x im2col's time); at 8 channels it won with
+    the 512-bit kernel (0.83) but not with the 256-bit one (0.99); on a 3x3 output (the seed model's third
+    conv) its 6x6 tiles are mostly padding (0.98-1.09).
 
     Its results differ from the direct convolution's by rounding (bounded in tests/test_winograd.py), so the
     fused Conv2D + MaxPooling2D kernel, whose first-maximum tie rule in training needs equal receptive fields
@@ -180,11 +181,12 @@ def use_winograd_pieces(w_shape, strides, output_size) -> bool:
     (``winograd.winograd_pieces_forward``, forward only: numcnn asks at inference only, in the fused
     Conv2D + MaxPooling2D) instead of im2col + GEMM.
 
-    Measured (forward alone, 2 threads, AMD EPYC Zen 5, OpenBLAS's ``SkylakeX`` kernel, medians of 11, twice;
-    README section "Winograd"): a 5x5 'same' conv 16x16x32 -> 64 (the strided model's second layer) 0.72x
-    im2col's time for 256 images and for 32; 7x7 on the same, 0.87-0.88x; 5x5 on 16 channels 0.9-1.1x; a 4x4
-    kernel, whose pieces are mostly zeros (16 of 36 taps), 1.28-1.32x. ``NUMCNN_WINOGRAD`` switches it with
-    ``use_winograd``."""
+    Measured with ``benchmarks/winograd.py`` (forward alone, 2 threads, AMD EPYC Zen 5, medians of 11; README
+    section "Winograd"), OpenBLAS's ``SkylakeX`` / ``Haswell`` kernel: a 5x5 'same' conv 16x16x32 -> 64 (the
+    strided model's second layer) 0.73 / 0.57x im2col's time for 256 images, 0.66 / 0.61x for 32; 7x7 on the
+    same, 0.81 / 0.65x; 5x5 on 32x32x16 -> 32, 0.87 / 0.74x (0.86-1.00x in an earlier measurement with the
+    512-bit kernel: hence 32 channels); a 4x4 kernel, whose pieces are mostly zeros (16 of 36 taps), 1.00 /
+    0.88x. ``NUMCNN_WINOGRAD`` switches it with ``use_winograd``."""
     if tuple(strides) != (1, 1) or WINOGRAD_SETTING == "0" or min(w_shape[:2]) <= 3:
         return False
     if WINOGRAD_SETTING == "1":

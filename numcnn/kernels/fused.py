@@ -35,7 +35,9 @@ and channel, one multiply-add of the winner's receptive field into ``dW`` and of
 position in 4 is a winner, and ReLU zeroes ~30% of those in the trained seed model), and needs no im2col,
 ``dz`` or col2im. BLAS runs its multiply-adds faster than these scattered loops, but does ~5x more of
 them: measured in training, the seed model's second layer's backward went from 7.4 to 6.3 ms a step at
-batch 128 and from 1.9 to 1.5 ms at batch 32 (a dense dz and two BLAS products before).
+batch 128 and from 1.9 to 1.5 ms at batch 32 (a dense dz and two BLAS products before). A 5x5-or-larger
+kernel with many channels goes through the dense ``dz`` to Winograd's products by its 3x3 pieces
+(``_dense_backward``): for a 5x5 kernel 2.8x fewer multiply-adds than im2col, which outweighs the skipped zeros.
 """
 
 from __future__ import annotations
@@ -124,14 +126,22 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
     return y, (method, x, x_pad, w, conv_strides, pads, geometry, y, winner, relu)
 
 
-def conv_pool_backward(dy, cache, need_dx=True, winners=None):
+def conv_pool_backward(dy, cache, need_dx=True, backward=None):
     """``(dx, dw, db)`` of the fused op (see the module docstring); ``dx`` is None if not ``need_dx``.
-    ``winners``: after the gemm path's forward, loop over the winners (True) or go through a dense ``dz``
-    (False); None: as ``winners_backward_pays`` says."""
+    ``backward``: after the gemm path's forward, "winners" (loop over the winners), "dense" (a dense ``dz``,
+    then im2col + GEMM) or "winograd" (a dense ``dz``, then Winograd F(4x4, 3x3)'s products, a larger kernel's
+    by its 3x3 pieces; stride 1 only); None: "winograd" for a larger kernel where ``conv.use_winograd_pieces``
+    says it pays, else as ``winners_backward_pays`` says (``_dense_backward`` has the measurements)."""
     method, x, x_pad, w, strides, pads, geometry, y, winner, relu = cache
     dy = np.ascontiguousarray(dy, dtype=y.dtype)
-    if method == "gemm" and not (winners_backward_pays(w.shape) if winners is None else winners):
-        return _dense_backward(dy, cache, need_dx)
+    if method == "gemm":
+        if backward is None:
+            backward = ("winograd" if use_winograd_pieces(w.shape, strides, geometry[:2])
+                        else "winners" if winners_backward_pays(w.shape) else "dense")
+        if backward == "winograd" and tuple(strides) != (1, 1):
+            raise ValueError(f"a Winograd backward needs stride 1, got {tuple(strides)}")
+        if backward != "winners":
+            return _dense_backward(dy, cache, need_dx, winograd_products=backward == "winograd")
     if x_pad is None:  # the gemm path's forward padded implicitly; the winners' loop reads a padded copy
         x_pad = _padded(x, pads)
     n_parts = -(-len(dy) // DW_PART_IMAGES)
@@ -171,12 +181,26 @@ def winners_backward_pays(w_shape) -> bool:
     return kw * c_in >= WINNERS_MIN_RUN
 
 
-def _dense_backward(dy, cache, need_dx):
+def _dense_backward(dy, cache, need_dx, winograd_products=False):
     """The backward as the unfused ops run it: ``dz`` = ``dy`` masked by ReLU's derivative ``[y > 0]`` and
     routed to each window's winner (``pool.maxpool2d_backward``), then ``conv.conv2d_backward`` from ``dz``
     (im2col + GEMM, padding implicitly), whose ``db = sum dz`` is the bias gradient — but ``dz`` made one
     chunk of images at a time, by the thread whose products then read it from cache, never stored whole
-    (``conv.conv2d_backward_by_chunks``; the same bits)."""
+    (``conv.conv2d_backward_by_chunks``; the same bits).
+
+    With ``winograd_products`` (stride 1) the products from ``dz`` are Winograd F(4x4, 3x3)'s backward instead
+    (``winograd.winograd_conv3x3_backward_by_chunks``; a larger kernel's by its 3x3 pieces,
+    ``winograd.winograd_pieces_backward_by_chunks``).
+    The forward stays the direct sum, so the winners, and TF's tie rule, are the direct sum's: only the
+    gradients' rounding changes (a backward is linear in ``dz``, so any exact algorithm for it gives the same
+    numbers up to rounding). Measured on AMD EPYC Zen 5 with OpenBLAS's ``SkylakeX`` kernel, interleaved in one
+    process: the strided model's second conv + pool (5x5, 32 -> 64 on 16x16, 3x3 'same' pooling) backward alone,
+    winners' loop / dense im2col / Winograd pieces, 5.76 / 5.64 / 4.31 ms at batch 32 and 12.06 / 10.75 / 8.84
+    at 64; its whole training steps, winners' loop vs Winograd, 11.58 vs 11.22 and 10.87 vs 11.02 ms (batch 32,
+    two runs), 22.94 vs 20.75 and 20.28 vs 20.12 (64). So ``conv_pool_backward`` takes it for the larger kernels
+    that ``conv.use_winograd_pieces`` sends to Winograd. Not for 3x3 kernels: whole steps of the artwork model
+    took 82.0 vs 84.8 ms (batch 32) and 157.2 vs 157.9 (64) — there the winners' loop, which skips the ~80% of
+    the products that a dense ``dz`` spends on zeros, stays."""
     _, x, _, w, strides, pads, (oh, ow, *pool), y, winner, relu = cache
     relu_output = y if relu else None
 
@@ -184,8 +208,15 @@ def _dense_backward(dy, cache, need_dx):
         maxpool_backward_images(dy, relu_output, winner, pool, start, stop, buffer)
         return buffer
 
-    return conv2d_backward_by_chunks((len(dy), oh, ow, w.shape[3]), dy.dtype, dz_chunk, (x, w, strides, pads),
-                                     need_dx)
+    dz_shape = (len(dy), oh, ow, w.shape[3])
+    if winograd_products and w.shape[:2] != (3, 3):
+        return winograd.winograd_pieces_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, x, w, pads, need_dx)
+    if winograd_products:
+        tiles = (-(-oh // WINOGRAD_TILE), -(-ow // WINOGRAD_TILE))  # the tiles cover dz (see the callee)
+        winograd_cache = winograd.WinogradCache(x, winograd.filter_transform(w, WINOGRAD_TILE), w.shape, pads,
+                                                tiles, WINOGRAD_TILE)
+        return winograd.winograd_conv3x3_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, winograd_cache, need_dx)
+    return conv2d_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, (x, w, strides, pads), need_dx)
 
 
 def _padded(x, pads):

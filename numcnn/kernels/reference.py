@@ -872,15 +872,9 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     return np.ascontiguousarray(dx_pad[:, top:top + height, left:left + width, :]), dw, db
 
 
-def winograd_conv_by_pieces_forward(x, w, b, padding="valid"):
-    """The same numbers as ``conv2d_forward(x, w, b, (1, 1), padding)`` for a kernel of any size, up to
-    rounding: the kernel, padded with zeros to multiples of 3 rows and columns, is cut into 3x3 pieces
-    ``w_pad[p:p+3, q:q+3]`` (p, q = 0, 3, ...), and each piece's convolution is one F(4x4, 3x3) on the padded
-    input shifted by (p, q)::
-
-        y = b + sum_{p, q} conv3x3_valid(x_pad[:, p : p + OH + 2, q : q + OW + 2], w_pad[p:p+3, q:q+3])
-
-    (``x_pad``: ``x`` with the conv's padding, and zeros beyond it as far as the pieces reach.)"""
+def _pieces_padding(x, w, padding):
+    """``(x_pad, w_pad, (oh, ow), (top, left))`` for the 3x3 pieces: ``x`` with the conv's padding and zeros as far
+    as the pieces reach; ``w`` padded with zeros to multiples of 3 rows and columns."""
     n_images, height, width, c_in = x.shape
     kh, kw, _, c_out = w.shape
     oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, w.shape, (1, 1), padding)
@@ -890,10 +884,47 @@ def winograd_conv_by_pieces_forward(x, w, b, padding="valid"):
     x_pad[:, top:top + height, left:left + width, :] = x
     w_pad = np.zeros((ph, pw, c_in, c_out), dtype=w.dtype)
     w_pad[:kh, :kw] = w
-    y = np.broadcast_to(b, (n_images, oh, ow, c_out)).astype(x.dtype)
-    for p in range(0, ph, 3):
-        for q in range(0, pw, 3):
+    return x_pad, w_pad, (oh, ow), (top, left)
+
+
+def winograd_conv_by_pieces_forward(x, w, b, padding="valid"):
+    """The same numbers as ``conv2d_forward(x, w, b, (1, 1), padding)`` for a kernel of any size, up to
+    rounding: the kernel, padded with zeros to multiples of 3 rows and columns, is cut into 3x3 pieces
+    ``w_pad[p:p+3, q:q+3]`` (p, q = 0, 3, ...), and each piece's convolution is one F(4x4, 3x3) on the padded
+    input shifted by (p, q)::
+
+        y = b + sum_{p, q} conv3x3_valid(x_pad[:, p : p + OH + 2, q : q + OW + 2], w_pad[p:p+3, q:q+3])
+
+    (``x_pad``: ``x`` with the conv's padding, and zeros beyond it as far as the pieces reach.)"""
+    x_pad, w_pad, (oh, ow), _ = _pieces_padding(x, w, padding)
+    c_out = w.shape[3]
+    y = np.broadcast_to(b, (len(x), oh, ow, c_out)).astype(x.dtype)
+    for p in range(0, w_pad.shape[0], 3):
+        for q in range(0, w_pad.shape[1], 3):
             piece, _ = winograd_conv3x3_forward(x_pad[:, p:p + oh + 2, q:q + ow + 2], w_pad[p:p + 3, q:q + 3],
                                                 np.zeros(c_out, dtype=x.dtype), "valid", tile=4)
             y = y + piece
     return y
+
+
+def winograd_conv_by_pieces_backward(dy, x, w, padding="valid", need_dx=True):
+    """``(dx, dw, db)`` of ``winograd_conv_by_pieces_forward``: each piece's F(4x4, 3x3) backward
+    (``winograd_conv3x3_backward``) on its shifted input, its ``dx`` added back at the piece's shift and its
+    ``dw`` placed at the piece's rows and columns of the padded kernel::
+
+        dx_pad[:, p : p + OH + 2, q : q + OW + 2] += dx of piece (p, q);   dw_pad[p:p+3, q:q+3] = dw of piece (p, q)
+
+    then the padding is cut off both. ``dx`` is None if not ``need_dx``."""
+    x_pad, w_pad, (oh, ow), (top, left) = _pieces_padding(x, w, padding)
+    dx_pad, dw_pad = np.zeros_like(x_pad), np.zeros_like(w_pad)
+    for p in range(0, w_pad.shape[0], 3):
+        for q in range(0, w_pad.shape[1], 3):
+            shifted = x_pad[:, p:p + oh + 2, q:q + ow + 2]
+            dx_piece, dw_pad[p:p + 3, q:q + 3], _ = winograd_conv3x3_backward(
+                dy, (shifted, w_pad[p:p + 3, q:q + 3], (0, 0, 0, 0), 4), need_dx)
+            if need_dx:
+                dx_pad[:, p:p + oh + 2, q:q + ow + 2] += dx_piece
+    dw, db = np.ascontiguousarray(dw_pad[:w.shape[0], :w.shape[1]]), np.sum(dy, axis=(0, 1, 2))
+    if not need_dx:
+        return None, dw, db
+    return np.ascontiguousarray(dx_pad[:, top:top + x.shape[1], left:left + x.shape[2]]), dw, db

@@ -76,6 +76,18 @@ def _a(g0, g1):
     return g0, g0 + g1, g0 - g1, -g1
 
 
+@njit(nogil=True, cache=True)
+def _place_row(x_row, left, row):
+    """``row[left + j] = x_row[j]`` for the pixels ``j`` of ``x_row`` (W, C) that land inside ``row`` (a row of
+    the padded input, whose other pixels stay as they are: zero). ``left`` may be negative (the tiles start inside
+    ``x``: the larger kernels' shifted pieces), and ``row`` may end before ``x_row`` does (tiles that cover only
+    part of the map: the fused Conv2D + MaxPooling2D's backward, where pooling never reads the last outputs)."""
+    first = max(left, 0)
+    count = min(len(x_row) - (first - left), len(row) - first)
+    if count > 0:
+        row[first:first + count] = x_row[first - left:first - left + count]
+
+
 # --- the 2-D tile transforms (serial and without the GIL: the callers run chunks of images on threads) -----
 # Each 2-D transform is done as its two 1-D passes, the first into a small buffer, and every innermost loop
 # runs over the channels with at most 4 arrays read and 4 written. LLVM vectorises such a loop; with all
@@ -98,7 +110,7 @@ def input_transform(x, top, left, th, tw, v):
             for a in range(4):
                 source = 2 * i + a - top
                 if 0 <= source < height:
-                    rows[a, left:left + width] = x[n, source]
+                    _place_row(x[n, source], left, rows[a])
                 else:  # a padding row
                     rows[a] = 0
             for c in range(padded_width):  # Bᵀ d: each column of 4 pixels
@@ -238,14 +250,12 @@ def input_transform4(x, top, left, th, tw, v, k0=0):
     padded_width = 4 * tw + 2
     rows = np.zeros((6, padded_width, channels), dtype=v.dtype)  # x_pad's 6 rows; the borders stay zero
     bt_d = np.empty((6, padded_width, channels), dtype=v.dtype)
-    first = max(left, 0)  # x's columns first - left ... go to columns first ... of x_pad
-    count = min(width - (first - left), padded_width - first)
     for n in range(n_images):
         for i in range(th):
             for a in range(6):
                 source = 4 * i + a - top
-                if 0 <= source < height and count > 0:
-                    rows[a, first:first + count] = x[n, source, first - left:first - left + count]
+                if 0 <= source < height:
+                    _place_row(x[n, source], left, rows[a])
                 else:
                     rows[a] = 0
             for c in range(padded_width):
@@ -326,8 +336,11 @@ def output_gradient_transform4(dy, th, tw, dm):
 
 
 @njit(nogil=True, cache=True)
-def input_gradient_transform4(dv, th, tw, dx_pad):
-    """``input_gradient_transform`` for F(4x4, 3x3): add ``B dV Bᵀ`` of every 6x6 tile into ``dx_pad``."""
+def input_gradient_transform4(dv, th, tw, dx_pad, k0=0, row0=0, col0=0):
+    """``input_gradient_transform`` for F(4x4, 3x3): add ``B dV Bᵀ`` of every 6x6 tile into ``dx_pad``, from
+    ``dv``'s channels ``k0 ...`` and at ``row0`` rows and ``col0`` columns into ``dx_pad`` (the transpose of
+    ``input_transform4``'s offsets: ``winograd_pieces_backward_by_chunks``'s shifted pieces). Through slices, as
+    ``input_transform4``."""
     channels = dx_pad.shape[3]
     b_dv = np.empty((6, 6, channels), dtype=dx_pad.dtype)  # B dV of one tile: b_dv[ν] = column ν
     for n in range(dx_pad.shape[0]):
@@ -335,20 +348,24 @@ def input_gradient_transform4(dv, th, tw, dx_pad):
             for l in range(tw):
                 t, r, c = (n * th + i) * tw + l, 4 * i, 4 * l
                 for nu in range(6):
+                    d0, d1, d2, d3, d4, d5 = (dv[nu, t, k0:k0 + channels], dv[6 + nu, t, k0:k0 + channels],
+                                              dv[12 + nu, t, k0:k0 + channels], dv[18 + nu, t, k0:k0 + channels],
+                                              dv[24 + nu, t, k0:k0 + channels], dv[30 + nu, t, k0:k0 + channels])
+                    b_nu = b_dv[nu]
                     for k in range(channels):
-                        (b_dv[nu, 0, k], b_dv[nu, 1, k], b_dv[nu, 2, k], b_dv[nu, 3, k], b_dv[nu, 4, k],
-                         b_dv[nu, 5, k]) = _b6(dv[nu, t, k], dv[6 + nu, t, k], dv[12 + nu, t, k], dv[18 + nu, t, k],
-                                               dv[24 + nu, t, k], dv[30 + nu, t, k])
+                        b_nu[0, k], b_nu[1, k], b_nu[2, k], b_nu[3, k], b_nu[4, k], b_nu[5, k] = _b6(
+                            d0[k], d1[k], d2[k], d3[k], d4[k], d5[k])
                 for p in range(6):
+                    pixels = dx_pad[n, row0 + r + p, col0 + c:col0 + c + 6]
                     for k in range(channels):
                         e0, e1, e2, e3, e4, e5 = _b6(b_dv[0, p, k], b_dv[1, p, k], b_dv[2, p, k], b_dv[3, p, k],
                                                      b_dv[4, p, k], b_dv[5, p, k])
-                        dx_pad[n, r + p, c, k] += e0
-                        dx_pad[n, r + p, c + 1, k] += e1
-                        dx_pad[n, r + p, c + 2, k] += e2
-                        dx_pad[n, r + p, c + 3, k] += e3
-                        dx_pad[n, r + p, c + 4, k] += e4
-                        dx_pad[n, r + p, c + 5, k] += e5
+                        pixels[0, k] += e0
+                        pixels[1, k] += e1
+                        pixels[2, k] += e2
+                        pixels[3, k] += e3
+                        pixels[4, k] += e4
+                        pixels[5, k] += e5
 
 
 # The kernels by output tile size: (input, output, output gradient, input gradient) transform
@@ -443,26 +460,43 @@ def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_outpu
 
 def winograd_conv3x3_backward(dy, cache, need_dx=True):
     """``(dx, dw, db)`` of ``winograd_conv3x3_forward`` (``dx`` None if not ``need_dx``), chunk by chunk."""
+    dy = np.ascontiguousarray(dy)
+    return winograd_conv3x3_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop], cache,
+                                               need_dx)
+
+
+def winograd_conv3x3_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_dx=True):
+    """``winograd_conv3x3_backward`` with the output gradient made one chunk of images at a time, as in
+    ``conv.conv2d_backward_by_chunks``: ``dy_chunk(start, stop, buffer)`` returns the gradient of images
+    ``start:stop`` (contiguous, shape ``(stop - start, OH, OW, C_out)``), on the thread that uses it, and may
+    fill and return ``buffer``. ``OH`` and ``OW`` may stop short of the convolution's output (the fused Conv2D
+    + MaxPooling2D drops the rows and columns its pooling never reads): the tiles cover ``dy``, whose missing
+    outputs have no gradient."""
     x, u, w_shape, pads, (th, tw), tile = cache
     c_in, c_out = w_shape[2:]
+    _, oh, ow, _ = dy_shape
     _, _, dy_kernel, dx_kernel = TILE_KERNELS[tile]
-    dy = np.ascontiguousarray(dy)
     chunks = winograd_chunks(x, th, tw, tile)
-    du_parts = np.empty((len(chunks), len(u), c_in, c_out), dtype=dy.dtype)  # one partial dU per chunk
-    db_parts = np.empty((len(chunks), c_out), dtype=dy.dtype)  # and db, while the chunk's dy is in cache
-    dx_pad = np.zeros((len(x), tile * th + 2, tile * tw + 2, c_in), dtype=dy.dtype) if need_dx else None
+    du_parts = np.empty((len(chunks), len(u), c_in, c_out), dtype=dtype)  # one partial dU per chunk
+    db_parts = np.empty((len(chunks), c_out), dtype=dtype)  # and db, while the chunk's dy is in cache
+    top, _, left, _ = pads
+    # the tiles' padded input, and at least x's rows and columns (which fewer tiles may not reach)
+    padded = (max(tile * th + 2, top + x.shape[1]), max(tile * tw + 2, left + x.shape[2]))
+    dx_pad = np.zeros((len(x), *padded, c_in), dtype=dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # ((m+2)², C_out, C_in)
 
     def work(share):
         dm_buffer = dv_buffer = None  # this thread's buffers, sized for the largest chunk
+        dy_buffer = np.empty((share.most_images, oh, ow, c_out), dtype)  # dy_chunk's scratch
         for i, start, stop, v in transformed_chunks(x, pads, th, tw, tile, share):
             tiles = v.shape[1]
             if dm_buffer is None:
-                dm_buffer = np.empty((len(u), share.most_images * th * tw, c_out), dy.dtype)
-                dv_buffer = np.empty((len(u), share.most_images * th * tw, c_in), dy.dtype) if need_dx else None
+                dm_buffer = np.empty((len(u), share.most_images * th * tw, c_out), dtype)
+                dv_buffer = np.empty((len(u), share.most_images * th * tw, c_in), dtype) if need_dx else None
             dm = dm_buffer[:, :tiles]
-            dy_kernel(dy[start:stop], th, tw, dm)
-            np.sum(dy[start:stop].reshape(-1, c_out), axis=0, out=db_parts[i])
+            dy_rows = dy_chunk(start, stop, dy_buffer[:stop - start])
+            dy_kernel(dy_rows, th, tw, dm)
+            np.sum(dy_rows.reshape(-1, c_out), axis=0, out=db_parts[i])
             np.matmul(v.transpose(0, 2, 1), dm, out=du_parts[i])  # one product per position e (as the forward)
             if need_dx:
                 dv = dv_buffer[:, :tiles]
@@ -474,7 +508,6 @@ def winograd_conv3x3_backward(dy, cache, need_dx=True):
     db = db_parts.sum(axis=0)
     if not need_dx:
         return None, dw, db
-    top, _, left, _ = pads
     dx = dx_pad[:, top:top + x.shape[1], left:left + x.shape[2], :]
     return np.ascontiguousarray(dx), dw, db
 
@@ -537,3 +570,60 @@ def winograd_pieces_forward(x, w, b, padding="valid", epilogue=None, keep_output
 
     run_chunks(chunks, work)
     return y
+
+
+def winograd_pieces_backward_by_chunks(dy_shape, dtype, dy_chunk, x, w, pads, need_dx=True):
+    """``(dx, dw, db)`` of ``winograd_pieces_forward`` (``dx`` None if not ``need_dx``) from the output gradient
+    made one chunk of images at a time (``dy_chunk``, as in ``winograd_conv3x3_backward_by_chunks``, whose
+    steps these are, with every piece's transformed tiles side by side along the channels as in the forward)::
+
+        dM = A dy Aᵀ                     dU[piece] = V[piece]ᵀ dM, summed over chunks;  dw[piece] = Gᵀ dU G
+        dV = dM Uᵀ  (all pieces at once)  dx_pad[shifted by the piece] += B dV[piece] Bᵀ
+
+    ``pads``: the convolution's (top, bottom, left, right). The tiles cover ``dy``'s rows and columns, which may
+    stop short of the convolution's output (the fused Conv2D + MaxPooling2D's backward)."""
+    kh, kw, c_in, c_out = w.shape
+    _, oh, ow, _ = dy_shape
+    top, _, left, _ = pads
+    th, tw = -(-oh // 4), -(-ow // 4)
+    pieces = kernel_pieces(kh, kw)
+    u = pieces_filter_transform(w)
+    u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # (36, C_out, P*C_in)
+    chunks = image_chunks(len(x), 36 * th * tw * len(pieces) * c_in * x.itemsize)
+    du_parts = np.empty((len(chunks), 36, len(pieces) * c_in, c_out), dtype=dtype)  # one partial dU per chunk
+    db_parts = np.empty((len(chunks), c_out), dtype=dtype)
+    reach = max(p for p, _ in pieces), max(q for _, q in pieces)  # the farthest a piece's tiles are shifted
+    padded = (max(4 * th + 2 + reach[0], top + x.shape[1]), max(4 * tw + 2 + reach[1], left + x.shape[2]))
+    dx_pad = np.zeros((len(x), *padded, c_in), dtype=dtype) if need_dx else None
+
+    def work(share):
+        v_buffer = dm_buffer = dv_buffer = None  # this thread's buffers, sized for the largest chunk
+        dy_buffer = np.empty((share.most_images, oh, ow, c_out), dtype)  # dy_chunk's scratch
+        for i, start, stop in share:
+            tiles = (stop - start) * th * tw
+            if v_buffer is None:
+                v_buffer = np.empty((36, share.most_images * th * tw, len(pieces) * c_in), dtype)
+                dm_buffer = np.empty((36, share.most_images * th * tw, c_out), dtype)
+                dv_buffer = np.empty_like(v_buffer) if need_dx else None
+            v, dm = v_buffer[:, :tiles], dm_buffer[:, :tiles]
+            for piece, (p, q) in enumerate(pieces):
+                input_transform4(x[start:stop], top - p, left - q, th, tw, v, piece * c_in)
+            dy_rows = dy_chunk(start, stop, dy_buffer[:stop - start])
+            output_gradient_transform4(dy_rows, th, tw, dm)
+            np.sum(dy_rows.reshape(-1, c_out), axis=0, out=db_parts[i])
+            np.matmul(v.transpose(0, 2, 1), dm, out=du_parts[i])
+            if need_dx:
+                dv = dv_buffer[:, :tiles]
+                np.matmul(dm, u_t, out=dv)
+                for piece, (p, q) in enumerate(pieces):
+                    input_gradient_transform4(dv, th, tw, dx_pad[start:stop], piece * c_in, p, q)
+
+    run_chunks(chunks, work)
+    du = du_parts.sum(axis=0)
+    dw_pad = np.zeros((-(-kh // 3) * 3, -(-kw // 3) * 3, c_in, c_out), dtype=dtype)
+    for piece, (p, q) in enumerate(pieces):
+        dw_pad[p:p + 3, q:q + 3] = filter_gradient_transform(du[:, piece * c_in:(piece + 1) * c_in], 4)
+    dw, db = np.ascontiguousarray(dw_pad[:kh, :kw]), db_parts.sum(axis=0)
+    if not need_dx:
+        return None, dw, db
+    return np.ascontiguousarray(dx_pad[:, top:top + x.shape[1], left:left + x.shape[2], :]), dw, db
