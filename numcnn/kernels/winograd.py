@@ -512,7 +512,7 @@ def winograd_conv3x3_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_d
     return np.ascontiguousarray(dx), dw, db
 
 
-# --- larger kernels: a sum of 3x3 pieces, each by F(4x4, 3x3) (forward only) ------------------------------
+# --- larger kernels: a sum of 3x3 pieces, each by F(4x4, 3x3) ----------------------------------------------
 def kernel_pieces(kh, kw) -> list[tuple[int, int]]:
     """The offsets ``(p, q)`` of the 3x3 pieces ``w_pad[p:p+3, q:q+3]`` of a KH x KW kernel padded with zeros to
     multiples of 3 (a 5x5 kernel: 4 pieces, at (0, 0), (0, 3), (3, 0), (3, 3))."""
@@ -528,6 +528,13 @@ def pieces_filter_transform(w):
     return np.concatenate([filter_transform(w_pad[p:p + 3, q:q + 3], 4) for p, q in kernel_pieces(kh, kw)], axis=1)
 
 
+def pieces_input_transform(x, top, left, th, tw, pieces, v):
+    """``v`` ((36, T, P*C_in)): every piece's transformed tiles side by side along the channels, piece ``(p, q)``'s
+    reading ``x`` padded by ``top`` rows and ``left`` columns and shifted by ``p`` rows and ``q`` columns."""
+    for piece, (p, q) in enumerate(pieces):
+        input_transform4(x, top - p, left - q, th, tw, v, piece * x.shape[3])
+
+
 def winograd_pieces_forward(x, w, b, padding="valid", epilogue=None, keep_output=True):
     """``conv2d_forward(x, w, b, (1, 1), padding, epilogue)`` for a kernel of any size at stride 1, as the sum of
     its 3x3 pieces' convolutions by F(4x4, 3x3) (``reference.winograd_conv_by_pieces_forward``)::
@@ -538,8 +545,9 @@ def winograd_pieces_forward(x, w, b, padding="valid", epilogue=None, keep_output
     has P*C_in columns, ``U`` P*C_in rows), so each of the 36 products sums over all pieces at once, with K =
     P*C_in. A 5x5 kernel (4 pieces) then costs 4*36 = 144 multiplications per 4x4 output tile and channel
     pair, where im2col costs 16*25 = 400 (2.8x fewer), and its transformed tiles are 4 * 2.25 = 9x the input
-    where im2col's matrix is 25x. Forward only: numcnn runs it where no gradient is needed (the fused Conv2D +
-    MaxPooling2D at inference, ``kernels.fused``). Returns ``y`` (None with ``keep_output=False``, as in
+    where im2col's matrix is 25x. numcnn runs it in the fused Conv2D + MaxPooling2D at inference
+    (``kernels.fused``; in training that op's forward is the direct sum, its backward
+    ``winograd_pieces_backward_by_chunks``). Returns ``y`` (None with ``keep_output=False``, as in
     ``winograd_conv3x3_forward``)."""
     kh, kw, c_in, c_out = w.shape
     oh, ow, (top, _, left, _) = conv2d_geometry(x.shape, w.shape, (1, 1), padding)
@@ -560,8 +568,7 @@ def winograd_pieces_forward(x, w, b, padding="valid", epilogue=None, keep_output
                 y_buffer = None if keep_output else np.empty((share.most_images, oh, ow, c_out), x.dtype)
             tiles = (stop - start) * th * tw
             v, m = v_buffer[:, :tiles], m_buffer[:, :tiles]
-            for piece, (p, q) in enumerate(pieces):  # piece (p, q) reads x_pad shifted by p rows, q columns
-                input_transform4(x[start:stop], top - p, left - q, th, tw, v, piece * c_in)
+            pieces_input_transform(x[start:stop], top, left, th, tw, pieces, v)
             np.matmul(v, u, out=m)
             out = y[start:stop] if keep_output else y_buffer[:stop - start]
             output_transform4(m, b, stop - start, th, tw, out)
@@ -606,8 +613,7 @@ def winograd_pieces_backward_by_chunks(dy_shape, dtype, dy_chunk, x, w, pads, ne
                 dm_buffer = np.empty((36, share.most_images * th * tw, c_out), dtype)
                 dv_buffer = np.empty_like(v_buffer) if need_dx else None
             v, dm = v_buffer[:, :tiles], dm_buffer[:, :tiles]
-            for piece, (p, q) in enumerate(pieces):
-                input_transform4(x[start:stop], top - p, left - q, th, tw, v, piece * c_in)
+            pieces_input_transform(x[start:stop], top, left, th, tw, pieces, v)
             dy_rows = dy_chunk(start, stop, dy_buffer[:stop - start])
             output_gradient_transform4(dy_rows, th, tw, dm)
             np.sum(dy_rows.reshape(-1, c_out), axis=0, out=db_parts[i])
