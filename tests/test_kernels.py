@@ -159,6 +159,17 @@ def test_fused_conv_pool_gradients_match_finite_differences(data, path, backward
         assert check_gradient(loss, array, grad) < 1e-6
 
 
+def test_fused_backward_rejects_an_unknown_choice_and_a_strided_winograd_backward():
+    rng = np.random.default_rng(6)
+    x, w, b = rng.normal(size=(2, 8, 8, 4)), rng.normal(size=(3, 3, 4, 4)), np.zeros(4)
+    y, cache = fast.conv_pool_forward(x, w, b, method="gemm")
+    with pytest.raises(ValueError, match="'winners', 'dense' or 'winograd', got 'winner'"):
+        fast.conv_pool_backward(np.ones_like(y), cache, backward="winner")
+    y, cache = fast.conv_pool_forward(x, w, b, (2, 2), method="gemm")
+    with pytest.raises(ValueError, match="needs stride 1"):
+        fast.conv_pool_backward(np.ones_like(y), cache, backward="winograd")
+
+
 # ------------------------------------------------------------------------------------------------
 # Finite differences (float64), for both implementations
 # ------------------------------------------------------------------------------------------------

@@ -138,6 +138,8 @@ def conv_pool_backward(dy, cache, need_dx=True, backward=None):
         if backward is None:
             backward = ("winograd" if use_winograd_pieces(w.shape, strides, geometry[:2])
                         else "winners" if winners_backward_pays(w.shape) else "dense")
+        if backward not in ("winners", "dense", "winograd"):
+            raise ValueError(f"backward must be 'winners', 'dense' or 'winograd', got {backward!r}")
         if backward == "winograd" and tuple(strides) != (1, 1):
             raise ValueError(f"a Winograd backward needs stride 1, got {tuple(strides)}")
         if backward != "winners":
