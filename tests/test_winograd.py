@@ -302,8 +302,8 @@ def test_pieces_backward_matches_its_reference_the_direct_convolution_and_finite
 
 def pieces_absolute_sum(x, w, b, padding):
     """The absolute sum that bounds ``winograd_pieces_forward``'s error: each 3x3 piece's F(4x4, 3x3) run on
-    absolute values with ``|Bᵀ|, |G|, |Aᵀ|`` (``winograd_dense``), on the padded input shifted as the piece reads it,
-    summed, plus ``|b|``."""
+    absolute values with ``|Bᵀ|, |G|, |Aᵀ|`` (``winograd_dense``), on the padded input shifted as the piece
+    reads it, summed, plus ``|b|``."""
     kh, kw = w.shape[:2]
     oh, ow, (top, _, left, _) = reference.conv2d_geometry(x.shape, w.shape, (1, 1), padding)
     rows, cols = oh + 3 * -(-kh // 3) + 4, ow + 3 * -(-kw // 3) + 4
