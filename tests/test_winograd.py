@@ -384,6 +384,23 @@ def test_conv2d_routes_to_winograd_by_its_rule_and_the_environment_switch(monkey
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+def test_conv2d_runs_a_larger_kernel_by_its_pieces_where_the_rule_says_so(monkeypatch):
+    """A 5x5 Conv2D with 32 channels (not fused with a pooling) goes to the pieces both ways; the same numbers as
+    the direct sum (float64), and im2col where the rule says no (16 channels)."""
+    monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")
+    rng = np.random.default_rng(8)
+    for c_in, pieces in ((32, True), (16, False)):
+        x, w, b = rng.normal(size=(2, 12, 12, c_in)), rng.normal(size=(5, 5, c_in, 32)), rng.normal(size=32)
+        y, cache = conv.conv2d_forward(x, w, b, (1, 1), "same")
+        assert isinstance(cache, winograd.PiecesCache) is pieces
+        y_ref, cache_ref = reference.conv2d_forward(x, w, b, (1, 1), "same")
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-10)
+        dy = rng.normal(size=y.shape)
+        for got, want in zip(conv.conv2d_backward(dy, cache), reference.conv2d_backward(dy, cache_ref)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+        assert conv.conv2d_backward(dy, cache, need_dx=False)[0] is None
+
+
 @pytest.mark.parametrize("kernel, channels, fast_forward", [(3, 16, "winograd_conv3x3_forward"),
                                                              (5, 32, "winograd_pieces_forward")])
 def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_sum(monkeypatch, kernel, channels,

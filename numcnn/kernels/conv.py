@@ -178,15 +178,18 @@ WINOGRAD_PIECES_MIN_CHANNELS = 32  # ... and C_in and C_out at least this
 
 def use_winograd_pieces(w_shape, strides, output_size) -> bool:
     """Whether a convolution with a kernel larger than 3x3 runs as the sum of its 3x3 pieces by F(4x4, 3x3)
-    (``winograd.winograd_pieces_forward``, forward only: numcnn asks at inference only, in the fused
-    Conv2D + MaxPooling2D) instead of im2col + GEMM.
+    (``winograd.winograd_pieces_forward`` and its backward) instead of im2col + GEMM: in ``conv2d_forward`` /
+    ``conv2d_backward``, and in the fused Conv2D + MaxPooling2D (its forward at inference, its backward in
+    training: ``kernels.fused``).
 
     Measured with ``benchmarks/winograd.py`` (forward alone, 2 threads, AMD EPYC Zen 5, medians of 11; README
     section "Winograd"), OpenBLAS's ``SkylakeX`` / ``Haswell`` kernel: a 5x5 'same' conv 16x16x32 -> 64 (the
     strided model's second layer) 0.73 / 0.57x im2col's time for 256 images, 0.66 / 0.61x for 32; 7x7 on the
     same, 0.81 / 0.65x; 5x5 on 32x32x16 -> 32, 0.87 / 0.74x (0.86-1.00x in an earlier measurement with the
     512-bit kernel: hence 32 channels); a 4x4 kernel, whose pieces are mostly zeros (16 of 36 taps), 1.00 /
-    0.88x. ``NUMCNN_WINOGRAD`` switches it with ``use_winograd``."""
+    0.88x. The backward from a dense gradient (the strided model's second conv, ``kernels.fused._dense_backward``):
+    4.31 ms against im2col's 5.64 at batch 32, 8.84 against 10.75 at 64. ``NUMCNN_WINOGRAD`` switches it with
+    ``use_winograd``."""
     if tuple(strides) != (1, 1) or WINOGRAD_SETTING == "0" or min(w_shape[:2]) <= 3:
         return False
     if WINOGRAD_SETTING == "1":
@@ -197,7 +200,8 @@ def use_winograd_pieces(w_shape, strides, output_size) -> bool:
 
 def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, winograd_rule=True):
     """``y[n, r, c, j] = b[j] + sum_{p,q,k} x_pad[n, r*sh+p, c*sw+q, k] w[p, q, k, j]`` via im2col + GEMM
-    (or Winograd F(4x4, 3x3) where ``use_winograd`` says so: the same sum up to rounding).
+    (or Winograd F(4x4, 3x3) where ``use_winograd`` says so, a larger kernel's 3x3 pieces by it where
+    ``use_winograd_pieces`` says so: the same sum up to rounding).
 
     ``epilogue(start, stop, rows)``, if given, is called on each chunk's output ``rows`` (images
     ``start:stop`` as (rows, C_out)) right after its bias is added, on the thread that computed it: the
@@ -208,6 +212,9 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="valid", epilogue=None, wino
     oh, ow, pads = conv2d_geometry(x.shape, w.shape, strides, padding)
     if winograd_rule and use_winograd(w.shape, strides, (oh, ow)):
         return winograd.winograd_conv3x3_forward(x, w, b, padding, epilogue, tile=WINOGRAD_TILE)
+    if winograd_rule and use_winograd_pieces(w.shape, strides, (oh, ow)):
+        x = np.ascontiguousarray(x)
+        return winograd.winograd_pieces_forward(x, w, b, padding, epilogue), winograd.PiecesCache(x, w, pads)
     x = np.ascontiguousarray(x)
     c_out = w.shape[3]
     w2 = w.reshape(-1, c_out)
@@ -260,6 +267,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     With ``need_dx=False`` (a model's first layer during training) ``dx`` is skipped and returned as None."""
     if isinstance(cache, winograd.WinogradCache):  # the forward ran Winograd: its own backward
         return winograd.winograd_conv3x3_backward(dy, cache, need_dx)
+    if isinstance(cache, winograd.PiecesCache):  # ... or a larger kernel's 3x3 pieces by Winograd
+        return winograd.winograd_pieces_backward(dy, cache, need_dx)
     dy = np.ascontiguousarray(dy)
     return conv2d_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop], cache, need_dx)
 

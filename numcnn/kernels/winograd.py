@@ -545,8 +545,9 @@ def winograd_pieces_forward(x, w, b, padding="valid", epilogue=None, keep_output
     has P*C_in columns, ``U`` P*C_in rows), so each of the 36 products sums over all pieces at once, with K =
     P*C_in. A 5x5 kernel (4 pieces) then costs 4*36 = 144 multiplications per 4x4 output tile and channel
     pair, where im2col costs 16*25 = 400 (2.8x fewer), and its transformed tiles are 4 * 2.25 = 9x the input
-    where im2col's matrix is 25x. numcnn runs it in the fused Conv2D + MaxPooling2D at inference
-    (``kernels.fused``; in training that op's forward is the direct sum, its backward
+    where im2col's matrix is 25x. numcnn runs it for a Conv2D where ``conv.use_winograd_pieces`` says so
+    (``conv.conv2d_forward``; its backward ``winograd_pieces_backward``) and for the fused Conv2D +
+    MaxPooling2D at inference (``kernels.fused``; in training that op's forward is the direct sum, its backward
     ``winograd_pieces_backward_by_chunks``). Returns ``y`` (None with ``keep_output=False``, as in
     ``winograd_conv3x3_forward``)."""
     kh, kw, c_in, c_out = w.shape
@@ -577,6 +578,20 @@ def winograd_pieces_forward(x, w, b, padding="valid", epilogue=None, keep_output
 
     run_chunks(chunks, work)
     return y
+
+
+class PiecesCache(NamedTuple):
+    """What ``winograd_pieces_backward`` needs; its own type, so that ``conv.conv2d_backward`` can tell it apart."""
+    x: np.ndarray
+    w: np.ndarray
+    pads: tuple
+
+
+def winograd_pieces_backward(dy, cache, need_dx=True):
+    """``(dx, dw, db)`` of ``winograd_pieces_forward`` (``cache``: a ``PiecesCache``), chunk by chunk."""
+    dy = np.ascontiguousarray(dy)
+    return winograd_pieces_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop], cache.x,
+                                              cache.w, cache.pads, need_dx)
 
 
 def winograd_pieces_backward_by_chunks(dy_shape, dtype, dy_chunk, x, w, pads, need_dx=True):
