@@ -45,8 +45,8 @@ SHAPES = [
     ("32x32, 8 -> 16", 32, 32, 32, 8, 16, "same"),
 ]
 TILES = (2, 4)  # Winograd F(2x2, 3x3) and F(4x4, 3x3)
-# Larger kernels, forward only (numcnn runs them by their 3x3 pieces at inference): (label, batch, H, W, C_in,
-# C_out, kernel, padding)
+# Larger kernels, their forward timed (numcnn runs them by their 3x3 pieces where conv.use_winograd_pieces says so):
+# (label, batch, H, W, C_in, C_out, kernel, padding)
 PIECES_SHAPES = [
     ("strided net conv2 (5x5, 32 -> 64)", 256, 16, 16, 32, 64, 5, "same"),
     ("strided net conv2 (5x5, 32 -> 64)", 32, 16, 16, 32, 64, 5, "same"),
