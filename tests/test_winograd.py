@@ -401,12 +401,11 @@ def test_conv2d_runs_a_larger_kernel_by_its_pieces_where_the_rule_says_so(monkey
         assert conv.conv2d_backward(dy, cache, need_dx=False)[0] is None
 
 
-@pytest.mark.parametrize("kernel, channels, fast_forward", [(3, 16, "winograd_conv3x3_forward"),
-                                                             (5, 32, "winograd_pieces_forward")])
-def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_sum(monkeypatch, kernel, channels,
-                                                                                   fast_forward):
+@pytest.mark.parametrize("kernel, channels", [(3, 16), (5, 32)])
+def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_sum(monkeypatch, kernel, channels):
     """The fused Conv2D + MaxPooling2D takes Winograd at inference where the rule says it pays (F(4x4, 3x3) for a
-    3x3 kernel, its 3x3 pieces for a 5x5 one), never in training (its tie rule needs the direct sum's equal outputs
+    3x3 kernel, its 3x3 pieces for a 5x5 one; both through ``winograd_pieces_forward``, a 3x3 kernel being one
+    piece), never in training (its tie rule needs the direct sum's equal outputs
     for equal fields): counted on the real kernel. Both give the pooled map of the same function, within
     Winograd's float32 rounding (bounds above: about (P*C_in + 21) * 2^-24 times the result's absolute sum, here
     < 1e-4 absolute)."""
@@ -415,8 +414,8 @@ def test_predict_runs_a_conv_pool_pair_by_winograd_and_training_by_the_direct_su
 
     monkeypatch.setattr(conv, "WINOGRAD_SETTING", "")  # the rules' shapes (their tests above)
     calls = []
-    real_forward = getattr(winograd, fast_forward)
-    monkeypatch.setattr(winograd, fast_forward, lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    real_forward = winograd.winograd_pieces_forward
+    monkeypatch.setattr(winograd, "winograd_pieces_forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
     model = numcnn.Sequential([layers.Input((18, 18, channels)), layers.Conv2D(channels, kernel, padding="same",
                                                                               activation="relu"),
                                layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3)], seed=0)

@@ -48,8 +48,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import winograd
-from .conv import (WINOGRAD_TILE, conv2d_backward_by_chunks, conv_chunks, im2col_chunks, use_winograd,
-                   use_winograd_pieces)
+from .conv import conv2d_backward_by_chunks, conv_chunks, im2col_chunks, use_winograd, use_winograd_pieces
 from .parallel import run_chunks
 from .pool import maxpool_backward_images, maxpool_images, pool_window_row, route_window_row
 from .reference import conv2d_geometry, pad_nhwc
@@ -104,11 +103,8 @@ def conv_pool_forward(x, w, b, conv_strides=(1, 1), conv_padding="valid", pool_s
             maxpool_images(rows.reshape(stop - start, oh, ow, c_out), b, relu, *pool, y[start:stop],
                            winner[start:stop])
 
-        if (kh, kw) == (3, 3):
-            winograd.winograd_conv3x3_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False,
-                                              tile=WINOGRAD_TILE)
-        else:
-            winograd.winograd_pieces_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False)
+        # F(4x4, 3x3) by pieces: a 3x3 kernel is one piece (the same operations as winograd_conv3x3_forward's)
+        winograd.winograd_pieces_forward(x, w, np.zeros_like(b), conv_padding, pool_chunk, keep_output=False)
         method = "gemm"  # the backward over the winners needs only x, w and the winners
     else:
         chunks = conv_chunks(x, w, oh, ow)
@@ -190,9 +186,8 @@ def _dense_backward(dy, cache, need_dx, winograd_products=False):
     chunk of images at a time, by the thread whose products then read it from cache, never stored whole
     (``conv.conv2d_backward_by_chunks``; the same bits).
 
-    With ``winograd_products`` (stride 1) the products from ``dz`` are Winograd F(4x4, 3x3)'s backward instead
-    (``winograd.winograd_conv3x3_backward_by_chunks``; a larger kernel's by its 3x3 pieces,
-    ``winograd.winograd_pieces_backward_by_chunks``).
+    With ``winograd_products`` (stride 1) the products from ``dz`` are Winograd F(4x4, 3x3)'s backward instead,
+    by the kernel's 3x3 pieces (``winograd.winograd_pieces_backward_by_chunks``; a 3x3 kernel is one piece).
     The forward stays the direct sum, so the winners, and TF's tie rule, are the direct sum's: only the
     gradients' rounding changes (a backward is linear in ``dz``, so any exact algorithm for it gives the same
     numbers up to rounding). Measured on AMD EPYC Zen 5 with OpenBLAS's ``SkylakeX`` kernel, interleaved in one
@@ -211,13 +206,8 @@ def _dense_backward(dy, cache, need_dx, winograd_products=False):
         return buffer
 
     dz_shape = (len(dy), oh, ow, w.shape[3])
-    if winograd_products and w.shape[:2] != (3, 3):
-        return winograd.winograd_pieces_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, x, w, pads, need_dx)
     if winograd_products:
-        tiles = (-(-oh // WINOGRAD_TILE), -(-ow // WINOGRAD_TILE))  # the tiles cover dz (see the callee)
-        winograd_cache = winograd.WinogradCache(x, winograd.filter_transform(w, WINOGRAD_TILE), w.shape, pads,
-                                                tiles, WINOGRAD_TILE)
-        return winograd.winograd_conv3x3_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, winograd_cache, need_dx)
+        return winograd.winograd_pieces_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, x, w, pads, need_dx)
     return conv2d_backward_by_chunks(dz_shape, dy.dtype, dz_chunk, (x, w, strides, pads), need_dx)
 
 

@@ -460,43 +460,26 @@ def winograd_conv3x3_forward(x, w, b, padding="valid", epilogue=None, keep_outpu
 
 def winograd_conv3x3_backward(dy, cache, need_dx=True):
     """``(dx, dw, db)`` of ``winograd_conv3x3_forward`` (``dx`` None if not ``need_dx``), chunk by chunk."""
-    dy = np.ascontiguousarray(dy)
-    return winograd_conv3x3_backward_by_chunks(dy.shape, dy.dtype, lambda start, stop, _: dy[start:stop], cache,
-                                               need_dx)
-
-
-def winograd_conv3x3_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_dx=True):
-    """``winograd_conv3x3_backward`` with the output gradient made one chunk of images at a time, as in
-    ``conv.conv2d_backward_by_chunks``: ``dy_chunk(start, stop, buffer)`` returns the gradient of images
-    ``start:stop`` (contiguous, shape ``(stop - start, OH, OW, C_out)``), on the thread that uses it, and may
-    fill and return ``buffer``. ``OH`` and ``OW`` may stop short of the convolution's output (the fused Conv2D
-    + MaxPooling2D drops the rows and columns its pooling never reads): the tiles cover ``dy``, whose missing
-    outputs have no gradient."""
     x, u, w_shape, pads, (th, tw), tile = cache
     c_in, c_out = w_shape[2:]
-    _, oh, ow, _ = dy_shape
     _, _, dy_kernel, dx_kernel = TILE_KERNELS[tile]
+    dy = np.ascontiguousarray(dy)
     chunks = winograd_chunks(x, th, tw, tile)
-    du_parts = np.empty((len(chunks), len(u), c_in, c_out), dtype=dtype)  # one partial dU per chunk
-    db_parts = np.empty((len(chunks), c_out), dtype=dtype)  # and db, while the chunk's dy is in cache
-    top, _, left, _ = pads
-    # the tiles' padded input, and at least x's rows and columns (which fewer tiles may not reach)
-    padded = (max(tile * th + 2, top + x.shape[1]), max(tile * tw + 2, left + x.shape[2]))
-    dx_pad = np.zeros((len(x), *padded, c_in), dtype=dtype) if need_dx else None
+    du_parts = np.empty((len(chunks), len(u), c_in, c_out), dtype=dy.dtype)  # one partial dU per chunk
+    db_parts = np.empty((len(chunks), c_out), dtype=dy.dtype)  # and db, while the chunk's dy is in cache
+    dx_pad = np.zeros((len(x), tile * th + 2, tile * tw + 2, c_in), dtype=dy.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1))  # ((m+2)², C_out, C_in)
 
     def work(share):
         dm_buffer = dv_buffer = None  # this thread's buffers, sized for the largest chunk
-        dy_buffer = np.empty((share.most_images, oh, ow, c_out), dtype)  # dy_chunk's scratch
         for i, start, stop, v in transformed_chunks(x, pads, th, tw, tile, share):
             tiles = v.shape[1]
             if dm_buffer is None:
-                dm_buffer = np.empty((len(u), share.most_images * th * tw, c_out), dtype)
-                dv_buffer = np.empty((len(u), share.most_images * th * tw, c_in), dtype) if need_dx else None
+                dm_buffer = np.empty((len(u), share.most_images * th * tw, c_out), dy.dtype)
+                dv_buffer = np.empty((len(u), share.most_images * th * tw, c_in), dy.dtype) if need_dx else None
             dm = dm_buffer[:, :tiles]
-            dy_rows = dy_chunk(start, stop, dy_buffer[:stop - start])
-            dy_kernel(dy_rows, th, tw, dm)
-            np.sum(dy_rows.reshape(-1, c_out), axis=0, out=db_parts[i])
+            dy_kernel(dy[start:stop], th, tw, dm)
+            np.sum(dy[start:stop].reshape(-1, c_out), axis=0, out=db_parts[i])
             np.matmul(v.transpose(0, 2, 1), dm, out=du_parts[i])  # one product per position e (as the forward)
             if need_dx:
                 dv = dv_buffer[:, :tiles]
@@ -508,6 +491,7 @@ def winograd_conv3x3_backward_by_chunks(dy_shape, dtype, dy_chunk, cache, need_d
     db = db_parts.sum(axis=0)
     if not need_dx:
         return None, dw, db
+    top, _, left, _ = pads
     dx = dx_pad[:, top:top + x.shape[1], left:left + x.shape[2], :]
     return np.ascontiguousarray(dx), dw, db
 
@@ -596,8 +580,9 @@ def winograd_pieces_backward(dy, cache, need_dx=True):
 
 def winograd_pieces_backward_by_chunks(dy_shape, dtype, dy_chunk, x, w, pads, need_dx=True):
     """``(dx, dw, db)`` of ``winograd_pieces_forward`` (``dx`` None if not ``need_dx``) from the output gradient
-    made one chunk of images at a time (``dy_chunk``, as in ``winograd_conv3x3_backward_by_chunks``, whose
-    steps these are, with every piece's transformed tiles side by side along the channels as in the forward)::
+    made one chunk of images at a time (``dy_chunk(start, stop, buffer)``, as in
+    ``conv.conv2d_backward_by_chunks``): ``winograd_conv3x3_backward``'s steps, with every piece's transformed
+    tiles side by side along the channels as in the forward::
 
         dM = A dy Aᵀ                     dU[piece] = V[piece]ᵀ dM, summed over chunks;  dw[piece] = Gᵀ dU G
         dV = dM Uᵀ  (all pieces at once)  dx_pad[shifted by the piece] += B dV[piece] Bᵀ
